@@ -1,0 +1,364 @@
+//! The cascade: run the cheapest stage on every input and defer to the next, more expensive
+//! stage only while the current one is not confident enough.
+//!
+//! The first stage is made resident when the cascade is built; later stages are loaded the
+//! first time an input is deferred to them and stay resident (unless released), so a
+//! workload of easy inputs never pays for the large model at all.
+
+use std::time::{Duration, Instant};
+
+use crate::confidence::{ExitRule, Metric, Ranked, Summary, Threshold, TOP_K};
+use crate::decode::RgbImage;
+use crate::error::{Error, Result};
+use crate::labels::Labels;
+use crate::model::{LoadOptions, ModelSpec};
+use crate::stage::Stage;
+
+/// Most stages a cascade may have; fixes the size of a [`Decision`] on the stack.
+pub const MAX_STAGES: usize = 8;
+
+/// What happened at one executed stage for one input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StageRun {
+    pub stage: usize,
+    /// The stage's own prediction and its confidence under the cascade's metric.
+    pub class: usize,
+    pub confidence: f32,
+    pub preprocess: Duration,
+    pub inference: Duration,
+    /// Set when the stage had to be loaded for this input (not counted in `inference`).
+    pub load: Option<Duration>,
+}
+
+/// The record of one input through the cascade.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The answer: the exit stage's best class.
+    pub class: usize,
+    /// Exit stage's confidence under the cascade's metric.
+    pub confidence: f32,
+    /// Exit stage's best classes with softmax probabilities.
+    pub top: heapless::Vec<Ranked, TOP_K>,
+    /// Index of the stage that answered.
+    pub exit_stage: usize,
+    /// Every executed stage, in order; the last one is the exit stage.
+    pub stages: heapless::Vec<StageRun, MAX_STAGES>,
+}
+
+impl Decision {
+    /// Preprocessing plus inference over all executed stages (load time excluded).
+    pub fn compute_time(&self) -> Duration {
+        self.stages.iter().map(|s| s.preprocess + s.inference).sum()
+    }
+
+    /// Load time paid during this input, if any stage was loaded for it.
+    pub fn load_time(&self) -> Option<Duration> {
+        self.stages
+            .iter()
+            .filter_map(|s| s.load)
+            .reduce(|a, b| a + b)
+    }
+}
+
+/// Builds a [`Cascade`] from stage specs and exit rules.
+#[derive(Debug, Clone)]
+pub struct CascadeBuilder {
+    stages: Vec<ModelSpec>,
+    metric: Metric,
+    thresholds: Vec<Threshold>,
+    options: LoadOptions,
+    preload: bool,
+    release_after_idle: Option<Duration>,
+}
+
+impl Default for CascadeBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CascadeBuilder {
+    pub fn new() -> Self {
+        CascadeBuilder {
+            stages: Vec::new(),
+            metric: Metric::default(),
+            thresholds: Vec::new(),
+            options: LoadOptions::default(),
+            preload: false,
+            release_after_idle: None,
+        }
+    }
+
+    /// Appends a stage; stages run in the order added, cheapest first.
+    pub fn stage(mut self, spec: ModelSpec) -> Self {
+        self.stages.push(spec);
+        self
+    }
+
+    pub fn metric(mut self, metric: Metric) -> Self {
+        self.metric = metric;
+        self
+    }
+
+    /// One threshold for every exit, or one per stage but the last.
+    pub fn thresholds(mut self, thresholds: impl IntoIterator<Item = Threshold>) -> Self {
+        self.thresholds = thresholds.into_iter().collect();
+        self
+    }
+
+    pub fn threshold(self, threshold: Threshold) -> Self {
+        self.thresholds([threshold])
+    }
+
+    pub fn load_options(mut self, options: LoadOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Load every stage when building, for latency-critical use.
+    pub fn preload(mut self, preload: bool) -> Self {
+        self.preload = preload;
+        self
+    }
+
+    /// Release a later stage once it has not run for this long (checked after each input).
+    pub fn release_after_idle(mut self, idle: Option<Duration>) -> Self {
+        self.release_after_idle = idle;
+        self
+    }
+
+    /// Validates the configuration and loads the first stage (every stage with preload).
+    pub fn build(self) -> Result<Cascade> {
+        let n = self.stages.len();
+        if n < 2 {
+            return Err(Error::InvalidArgument(format!(
+                "a cascade needs at least two stages, got {n} (use --model for one model)"
+            )));
+        }
+        if n > MAX_STAGES {
+            return Err(Error::InvalidArgument(format!(
+                "a cascade has at most {MAX_STAGES} stages, got {n}"
+            )));
+        }
+        let rules: Vec<ExitRule> = match self.thresholds.len() {
+            1 => vec![self.thresholds[0]; n - 1],
+            k if k == n - 1 => self.thresholds.clone(),
+            k => {
+                return Err(Error::InvalidArgument(format!(
+                    "{k} thresholds for {n} stages: give one, or one per stage but the last ({})",
+                    n - 1
+                )))
+            }
+        }
+        .into_iter()
+        .map(|threshold| ExitRule {
+            metric: self.metric,
+            threshold,
+        })
+        .collect();
+        Cascade::assemble(
+            self.stages,
+            rules,
+            self.metric,
+            self.options,
+            self.preload,
+            self.release_after_idle,
+        )
+    }
+}
+
+/// A cascade of classifiers with exit rules; see the module docs.
+#[derive(Debug)]
+pub struct Cascade {
+    stages: Vec<Stage>,
+    /// `rules[i]` decides whether an input exits at stage `i`; the last stage has none.
+    rules: Vec<ExitRule>,
+    metric: Metric,
+    release_after_idle: Option<Duration>,
+    num_classes: usize,
+}
+
+impl Cascade {
+    /// A one-model "cascade": every input is answered by its only stage. Lets a single model
+    /// be classified, evaluated and benchmarked through exactly the same path as a cascade.
+    pub fn single(spec: ModelSpec, options: LoadOptions) -> Result<Cascade> {
+        Self::assemble(vec![spec], Vec::new(), Metric::MaxProb, options, true, None)
+    }
+
+    fn assemble(
+        specs: Vec<ModelSpec>,
+        rules: Vec<ExitRule>,
+        metric: Metric,
+        options: LoadOptions,
+        preload: bool,
+        release_after_idle: Option<Duration>,
+    ) -> Result<Cascade> {
+        let mut stages: Vec<Stage> = specs.into_iter().map(|s| Stage::new(s, options)).collect();
+        stages[0].load()?;
+        let num_classes = stages[0].model().map_or(0, |m| m.num_classes());
+        let mut cascade = Cascade {
+            stages,
+            rules,
+            metric,
+            release_after_idle,
+            num_classes,
+        };
+        if preload {
+            for i in 1..cascade.stages.len() {
+                cascade.load_stage(i)?;
+            }
+        }
+        Ok(cascade)
+    }
+
+    /// Loads stage `i` now if it is not resident, and checks that it agrees with stage 0.
+    pub fn load_stage(&mut self, i: usize) -> Result<Option<Duration>> {
+        let stage = self.stage_mut(i)?;
+        let loaded = stage.load()?;
+        if loaded.is_some() {
+            self.check_agrees(i)?;
+        }
+        Ok(loaded)
+    }
+
+    /// Loads every later stage once to check that it is readable and compatible, then
+    /// releases those that were not resident, so laziness is kept.
+    pub fn check(&mut self) -> Result<()> {
+        for i in 1..self.stages.len() {
+            if self.load_stage(i)?.is_some() {
+                self.stages[i].release();
+            }
+        }
+        Ok(())
+    }
+
+    /// Releases stage `i`'s model (never the first stage, which is always resident).
+    pub fn release(&mut self, i: usize) -> Result<bool> {
+        if i == 0 {
+            return Err(Error::InvalidArgument(
+                "the first stage stays resident and cannot be released".into(),
+            ));
+        }
+        Ok(self.stage_mut(i)?.release())
+    }
+
+    fn stage_mut(&mut self, i: usize) -> Result<&mut Stage> {
+        let n = self.stages.len();
+        self.stages
+            .get_mut(i)
+            .ok_or_else(|| Error::InvalidArgument(format!("no stage {i} in a {n}-stage cascade")))
+    }
+
+    fn check_agrees(&mut self, i: usize) -> Result<()> {
+        let classes = self.stages[i].model().map_or(0, |m| m.num_classes());
+        if classes != self.num_classes {
+            let path = self.stages[i].spec().path.clone();
+            self.stages[i].release();
+            return Err(Error::ModelShape {
+                path,
+                reason: format!(
+                    "it outputs {classes} classes but stage 0 outputs {}; stages must share one class list",
+                    self.num_classes
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Classifies one decoded image. Allocates nothing on the decision path: summaries and
+    /// the record live on the stack; model buffers are reused.
+    pub fn classify(&mut self, image: &RgbImage) -> Result<Decision> {
+        let n = self.stages.len();
+        let mut runs: heapless::Vec<StageRun, MAX_STAGES> = heapless::Vec::new();
+        for i in 0..n {
+            let out = self.stages[i].run(image)?;
+            let (preprocess, inference, load) = (out.preprocess, out.inference, out.load);
+            let summary = Summary::of(out.logits);
+            if load.is_some() && i > 0 {
+                self.check_agrees(i)?;
+            }
+            let (confidence, exits) = match self.rules.get(i) {
+                Some(rule) => rule.judge(&summary),
+                None => (self.metric.of(&summary), true),
+            };
+            let class = summary.class().ok_or_else(|| Error::Inference {
+                path: self.stages[i].spec().path.clone(),
+                reason: "every logit is NaN".into(),
+            })?;
+            // Capacity is MAX_STAGES and the builder caps the stage count at that.
+            let _ = runs.push(StageRun {
+                stage: i,
+                class,
+                confidence,
+                preprocess,
+                inference,
+                load,
+            });
+            if exits {
+                self.release_idle(i);
+                return Ok(Decision {
+                    class,
+                    confidence,
+                    top: summary.top,
+                    exit_stage: i,
+                    stages: runs,
+                });
+            }
+        }
+        // The last stage has no exit rule and always answers, so this is never reached.
+        Err(Error::InvalidArgument(
+            "the cascade has no stage that answers".into(),
+        ))
+    }
+
+    /// Releases later stages (past `used`) that have been idle past the configured limit.
+    fn release_idle(&mut self, used: usize) {
+        let Some(limit) = self.release_after_idle else {
+            return;
+        };
+        let now = Instant::now();
+        for stage in self.stages.iter_mut().skip(used + 1) {
+            if stage
+                .last_used()
+                .is_some_and(|t| now.duration_since(t) >= limit)
+            {
+                stage.release();
+            }
+        }
+    }
+
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    /// Direct access to stage `i` (benchmarks run its model on a fixed tensor).
+    pub fn stage_mut_at(&mut self, i: usize) -> Option<&mut Stage> {
+        self.stages.get_mut(i)
+    }
+
+    pub fn rules(&self) -> &[ExitRule] {
+        &self.rules
+    }
+
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    /// Class names, from the first stage's labels (all stages share one class list).
+    pub fn labels(&self) -> &Labels {
+        // The first stage is always resident, so this is its model's labels.
+        self.stages[0]
+            .model()
+            .map(|m| m.labels())
+            .unwrap_or_else(|| empty_labels())
+    }
+}
+
+fn empty_labels() -> &'static Labels {
+    static EMPTY: std::sync::OnceLock<Labels> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Labels::generic(0))
+}

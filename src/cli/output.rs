@@ -1,0 +1,61 @@
+//! Writing results: plain lines for people, JSON for scripts, and a closed pipe (`| head`)
+//! treated as the reader having seen enough rather than as an error.
+
+use std::io::Write;
+
+use cascade::{Cascade, Decision};
+use serde_json::{json, Value};
+
+use super::CliError;
+
+/// Whether an error is stdout having been closed by its reader.
+pub fn is_broken_pipe(e: &CliError) -> bool {
+    matches!(e, CliError::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Writes one line to stdout, flushing so that a pipe reader sees it at once.
+pub fn line(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// A decision as JSON, with class names and each executed stage's model and timings.
+pub fn decision_json(cascade: &Cascade, d: &Decision) -> Value {
+    let labels = cascade.labels();
+    let stages: Vec<Value> = d
+        .stages
+        .iter()
+        .map(|s| {
+            json!({
+                "stage": s.stage,
+                "model": cascade.stages()[s.stage].spec().path.display().to_string(),
+                "class": s.class,
+                "confidence": s.confidence,
+                "preprocess_ms": ms(s.preprocess),
+                "inference_ms": ms(s.inference),
+                "loaded": s.load.is_some(),
+                "load_ms": s.load.map(ms),
+            })
+        })
+        .collect();
+    let top: Vec<Value> = d
+        .top
+        .iter()
+        .map(|r| json!({"class": r.class, "name": labels.name(r.class), "probability": r.probability}))
+        .collect();
+    json!({
+        "class": d.class,
+        "name": labels.name(d.class),
+        "confidence": d.confidence,
+        "metric": cascade.metric().name(),
+        "exit_stage": d.exit_stage,
+        "latency_ms": ms(d.compute_time()),
+        "top": top,
+        "stages": stages,
+    })
+}

@@ -1,0 +1,59 @@
+//! One library error type whose messages tell the user what went wrong and where.
+//!
+//! Every variant renders as a single line (tract's multi-line error chains are folded), so the
+//! CLI can print `error: {e}` and exit non-zero without a backtrace or a panic.
+
+use std::path::{Path, PathBuf};
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or folder could not be opened or read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bytes are not a decodable image (unknown format, truncated, corrupt).
+    #[error("{}: not a readable image: {reason}", path.display())]
+    Image { path: PathBuf, reason: String },
+    /// The file is not an ONNX model tract can load, or it failed to optimize.
+    #[error("{}: cannot load model: {reason}", path.display())]
+    Model { path: PathBuf, reason: String },
+    /// The model loads but is not an image classifier this tool can drive.
+    #[error("{}: not an image classifier: {reason}", path.display())]
+    ModelShape { path: PathBuf, reason: String },
+    /// A sidecar manifest is unreadable, invalid, or disagrees with its model.
+    #[error("manifest {}: {reason}", path.display())]
+    Manifest { path: PathBuf, reason: String },
+    /// A labels file is unreadable or malformed.
+    #[error("labels {}: {reason}", path.display())]
+    Labels { path: PathBuf, reason: String },
+    /// A labeled data folder is empty or not in a supported layout.
+    #[error("data folder {}: {reason}", path.display())]
+    Dataset { path: PathBuf, reason: String },
+    /// tract failed while running a model on an input.
+    #[error("inference with {} failed: {reason}", path.display())]
+    Inference { path: PathBuf, reason: String },
+    /// A value given by the caller is out of its valid range.
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Folds an error chain (tract's are `anyhow` chains) into one line.
+pub(crate) fn one_line(e: &dyn std::fmt::Display) -> String {
+    let text = format!("{e:#}");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

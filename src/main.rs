@@ -1,0 +1,22 @@
+//! `cascade`: the command-line tool. Argument parsing and printing only; every decision is
+//! made in the library.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    cli::init_logger(args.verbose, args.quiet);
+    args.threads.apply();
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(e) if cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

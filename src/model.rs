@@ -1,0 +1,349 @@
+//! Loading an ONNX classifier with tract, checking it is one, and running it.
+//!
+//! A [`Model`] is optimized once at load time and keeps one tract execution state, so each
+//! inference reuses tract's scratch memory instead of re-planning.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
+
+use crate::error::{one_line, Error, Result};
+use crate::labels::Labels;
+use crate::manifest::{InputSpec, Manifest};
+
+/// Which model file to load and where its manifest is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    pub path: PathBuf,
+    /// Explicit manifest; `None` looks for the sidecar `<model>.toml`, then infers.
+    pub manifest: Option<PathBuf>,
+}
+
+impl ModelSpec {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        ModelSpec {
+            path: path.into(),
+            manifest: None,
+        }
+    }
+}
+
+/// How tract should compile the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Apply tract's `conv_nhwc` transform before optimizing. Measured 1.3x faster for
+    /// EfficientNet-Lite on x86_64 (see `benches/inference.rs`); on aarch64 tract already
+    /// picks NHWC kernels, so the default is on for x86_64 only.
+    pub conv_nhwc: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            conv_nhwc: cfg!(target_arch = "x86_64"),
+        }
+    }
+}
+
+/// A loaded, optimized classifier.
+pub struct Model {
+    path: PathBuf,
+    input: InputSpec,
+    labels: Labels,
+    num_classes: usize,
+    state: TypedSimpleState,
+    logits: Vec<f32>,
+    load_time: Duration,
+    assumed: Vec<String>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("path", &self.path)
+            .field("input", &self.input)
+            .field("num_classes", &self.num_classes)
+            .finish()
+    }
+}
+
+impl Model {
+    /// Loads, validates and optimizes a classifier.
+    pub fn load(spec: &ModelSpec, options: LoadOptions) -> Result<Model> {
+        let start = Instant::now();
+        let path = spec.path.as_path();
+        if !path.is_file() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            ));
+        }
+        let manifest = match &spec.manifest {
+            Some(m) => Some(Manifest::from_file(m)?),
+            None => {
+                let sidecar = Manifest::sidecar_of(path);
+                if sidecar.is_file() {
+                    Some(Manifest::from_file(&sidecar)?)
+                } else {
+                    None
+                }
+            }
+        };
+        let model_err = |e: &dyn std::fmt::Display| Error::Model {
+            path: path.to_path_buf(),
+            reason: one_line(e),
+        };
+        let shape_err = |reason: String| Error::ModelShape {
+            path: path.to_path_buf(),
+            reason,
+        };
+
+        let inference = tract_onnx::onnx()
+            .model_for_path(path)
+            .map_err(|e| model_err(&e))?;
+        if inference.inputs.len() != 1 {
+            return Err(shape_err(format!(
+                "it has {} inputs; an image classifier has one",
+                inference.inputs.len()
+            )));
+        }
+        let fact = inference.input_fact(0).map_err(|e| model_err(&e))?;
+        if let Some(dt) = fact.datum_type.concretize() {
+            if dt != f32::datum_type() {
+                return Err(shape_err(format!("its input is {dt:?}, not f32")));
+            }
+        }
+        // Concrete dims where the model fixes them; a symbolic batch dim counts as 1.
+        let dims: Vec<Option<usize>> = fact
+            .shape
+            .dims()
+            .enumerate()
+            .map(
+                |(i, d)| match d.concretize().and_then(|d| d.to_i64().ok()) {
+                    Some(v) if v > 0 => Some(v as usize),
+                    _ if i == 0 => Some(1),
+                    _ => None,
+                },
+            )
+            .collect();
+        if fact.shape.is_open() || dims.len() != 4 {
+            return Err(shape_err(format!(
+                "its input has rank {}, not an image tensor [1,3,H,W] or [1,H,W,3]",
+                if fact.shape.is_open() {
+                    "unknown".to_string()
+                } else {
+                    dims.len().to_string()
+                }
+            )));
+        }
+        let shown = |d: &[Option<usize>]| {
+            d.iter()
+                .map(|v| v.map_or("?".to_string(), |v| v.to_string()))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+
+        let (input, labels_path, assumed) = match manifest {
+            Some(m) => {
+                let want = m.input.shape();
+                let agrees = dims.iter().zip(want).all(|(d, w)| d.is_none_or(|d| d == w));
+                if !agrees {
+                    return Err(Error::Manifest {
+                        path: m.path.clone(),
+                        reason: format!(
+                            "disagrees with the model: it describes input [{}], {} takes [{}]",
+                            shown(&want.map(Some)),
+                            path.display(),
+                            shown(&dims)
+                        ),
+                    });
+                }
+                (m.input, m.labels, Vec::new())
+            }
+            None => {
+                let concrete: Option<Vec<usize>> = dims.iter().copied().collect();
+                let concrete = concrete.ok_or_else(|| {
+                    shape_err(format!(
+                        "its input [{}] has no fixed size; write a manifest {}",
+                        shown(&dims),
+                        Manifest::sidecar_of(path).display()
+                    ))
+                })?;
+                let (input, assumed) = InputSpec::infer(&concrete).map_err(shape_err)?;
+                (input, None, assumed)
+            }
+        };
+
+        let typed = inference
+            .with_input_fact(0, f32::fact(input.shape()).into())
+            .and_then(|m| m.into_typed())
+            .and_then(|m| m.into_decluttered())
+            .map_err(|e| model_err(&e))?;
+        let typed = if options.conv_nhwc {
+            apply_transform(typed, "conv_nhwc").map_err(|e| model_err(&e))?
+        } else {
+            typed
+        };
+        let optimized = typed.into_optimized().map_err(|e| model_err(&e))?;
+        if optimized.outputs.len() != 1 {
+            return Err(shape_err(format!(
+                "it has {} outputs; a classifier has one",
+                optimized.outputs.len()
+            )));
+        }
+        let out_fact = optimized.output_fact(0).map_err(|e| model_err(&e))?;
+        let out_dims: Option<Vec<usize>> = out_fact.shape.as_concrete().map(|s| s.to_vec());
+        let num_classes = match out_dims.as_deref() {
+            Some([n]) | Some([1, n]) if *n >= 2 => *n,
+            other => {
+                return Err(shape_err(format!(
+                    "its output shape {other:?} is not [1, classes]"
+                )))
+            }
+        };
+        if out_fact.datum_type != f32::datum_type() {
+            return Err(shape_err(format!(
+                "its output is {:?}, not f32 logits",
+                out_fact.datum_type
+            )));
+        }
+        let labels = match labels_path {
+            Some(p) => {
+                let labels = Labels::from_file(&p)?;
+                if labels.len() != num_classes {
+                    return Err(Error::Labels {
+                        path: p,
+                        reason: format!(
+                            "has {} classes, the model outputs {num_classes}",
+                            labels.len()
+                        ),
+                    });
+                }
+                labels
+            }
+            None => Labels::generic(num_classes),
+        };
+        let plan = optimized.into_runnable().map_err(|e| model_err(&e))?;
+        let state = plan.spawn().map_err(|e| model_err(&e))?;
+        Ok(Model {
+            path: path.to_path_buf(),
+            input,
+            labels,
+            num_classes,
+            state,
+            logits: vec![0.0; num_classes],
+            load_time: start.elapsed(),
+            assumed,
+        })
+    }
+
+    /// Runs the model on one preprocessed input tensor (laid out as [`Model::input`] says)
+    /// and returns its logits.
+    pub fn infer(&mut self, input: &[f32]) -> Result<&[f32]> {
+        let fail = |e: &dyn std::fmt::Display| Error::Inference {
+            path: self.path.clone(),
+            reason: one_line(e),
+        };
+        if input.len() != self.input.len() {
+            return Err(Error::InvalidArgument(format!(
+                "input has {} values, {} expects {}",
+                input.len(),
+                self.path.display(),
+                self.input.len()
+            )));
+        }
+        let tensor = Tensor::from_shape(&self.input.shape(), input).map_err(|e| fail(&e))?;
+        let outputs = self.state.run(tvec![tensor.into()]).map_err(|e| fail(&e))?;
+        let view = outputs[0]
+            .to_plain_array_view::<f32>()
+            .map_err(|e| fail(&e))?;
+        if view.len() != self.logits.len() {
+            return Err(fail(&format!(
+                "output has {} values, expected {}",
+                view.len(),
+                self.logits.len()
+            )));
+        }
+        for (dst, src) in self.logits.iter_mut().zip(view.iter()) {
+            *dst = *src;
+        }
+        Ok(&self.logits)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn input(&self) -> &InputSpec {
+        &self.input
+    }
+
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    /// Wall time spent reading, checking and optimizing the model.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// What was guessed because the model came without a manifest (empty with one).
+    pub fn assumptions(&self) -> &[String] {
+        &self.assumed
+    }
+}
+
+fn apply_transform(mut model: TypedModel, name: &str) -> TractResult<TypedModel> {
+    let transform = tract_onnx::tract_core::transform::get_transform(name)?.ok_or_else(|| {
+        tract_onnx::tract_core::internal::format_err!("tract has no `{name}` transform")
+    })?;
+    transform.transform(&mut model)?;
+    Ok(model)
+}
+
+/// Number of threads tract's matrix kernels may use, at least one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Threads(std::num::NonZeroUsize);
+
+impl Threads {
+    pub fn new(n: usize) -> Result<Self> {
+        std::num::NonZeroUsize::new(n)
+            .map(Threads)
+            .ok_or_else(|| Error::InvalidArgument("--threads must be at least 1".into()))
+    }
+
+    pub fn get(self) -> usize {
+        self.0.get()
+    }
+
+    /// Makes every model in this process run its matrix kernels on this many threads.
+    /// tract's executor is process-wide, so this is set once by the application.
+    pub fn apply(self) {
+        use tract_linalg::multithread::{set_default_executor, Executor};
+        if self.get() == 1 {
+            set_default_executor(Executor::SingleThread);
+        } else {
+            set_default_executor(Executor::multithread(self.get()));
+        }
+    }
+}
+
+impl std::str::FromStr for Threads {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let n: usize = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+        Threads::new(n).map_err(|_| "must be at least 1".to_string())
+    }
+}
+
+impl std::fmt::Display for Threads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}

@@ -1,0 +1,247 @@
+//! Turning a decoded RGB image into one model's input tensor, the way the model was trained:
+//! resize so the crop keeps `crop_fraction` of the shorter side (bilinear, antialiased like
+//! Pillow's), center-crop to the input size, normalize per channel, lay out as NCHW or NHWC.
+//!
+//! A [`Preprocessor`] owns its buffers and reuses them from one image to the next, so a
+//! stream of inputs allocates only when an image is larger than any seen before.
+
+use fast_image_resize::{self as fir, FilterType, PixelType, ResizeAlg, ResizeOptions};
+
+use crate::decode::RgbImage;
+use crate::error::{Error, Result};
+use crate::manifest::{InputSpec, Layout};
+
+/// Where the crop window lies in the resized image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Size the whole source image is resized to.
+    pub scaled_width: usize,
+    pub scaled_height: usize,
+    /// Top-left corner of the `width x height` crop in the resized image.
+    pub left: usize,
+    pub top: usize,
+}
+
+impl Geometry {
+    /// Resize so that the crop covers `crop_fraction` of the image along its tighter axis
+    /// (for a square input: shorter side to `round(size / crop_fraction)`), keeping the
+    /// aspect ratio, then center the crop.
+    pub fn plan(src_width: usize, src_height: usize, spec: &InputSpec) -> Geometry {
+        let want_w = spec.width as f64 / spec.crop_fraction as f64;
+        let want_h = spec.height as f64 / spec.crop_fraction as f64;
+        let k = (want_w / src_width as f64).max(want_h / src_height as f64);
+        let scaled_width = ((src_width as f64 * k).round() as usize).max(spec.width);
+        let scaled_height = ((src_height as f64 * k).round() as usize).max(spec.height);
+        Geometry {
+            scaled_width,
+            scaled_height,
+            left: (scaled_width - spec.width) / 2,
+            top: (scaled_height - spec.height) / 2,
+        }
+    }
+}
+
+/// Preprocessing for one input spec, with reused buffers.
+pub struct Preprocessor {
+    spec: InputSpec,
+    resizer: fir::Resizer,
+    options: ResizeOptions,
+    resized: Vec<u8>,
+    tensor: Vec<f32>,
+}
+
+impl std::fmt::Debug for Preprocessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Preprocessor")
+            .field("spec", &self.spec)
+            .finish()
+    }
+}
+
+impl Preprocessor {
+    pub fn new(spec: InputSpec) -> Self {
+        let tensor = vec![0.0; spec.len()];
+        Preprocessor {
+            spec,
+            resizer: fir::Resizer::new(),
+            options: ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
+            resized: Vec::new(),
+            tensor,
+        }
+    }
+
+    pub fn spec(&self) -> &InputSpec {
+        &self.spec
+    }
+
+    /// Fills the reused input tensor from `image` and returns it.
+    pub fn run(&mut self, image: &RgbImage) -> Result<&[f32]> {
+        let (w, h) = (image.width() as usize, image.height() as usize);
+        let g = Geometry::plan(w, h, &self.spec);
+        let resize_err =
+            |e: &dyn std::fmt::Display| Error::InvalidArgument(format!("resize failed: {e}"));
+        let src = fir::images::ImageRef::new(w as u32, h as u32, image.as_raw(), PixelType::U8x3)
+            .map_err(|e| resize_err(&e))?;
+        self.resized.resize(g.scaled_width * g.scaled_height * 3, 0);
+        let mut dst = fir::images::Image::from_slice_u8(
+            g.scaled_width as u32,
+            g.scaled_height as u32,
+            &mut self.resized,
+            PixelType::U8x3,
+        )
+        .map_err(|e| resize_err(&e))?;
+        self.resizer
+            .resize(&src, &mut dst, &self.options)
+            .map_err(|e| resize_err(&e))?;
+        normalize_crop(&self.resized, g, &self.spec, &mut self.tensor);
+        Ok(&self.tensor)
+    }
+}
+
+/// Crops the window `g` out of an interleaved RGB8 image and writes the normalized tensor.
+fn normalize_crop(rgb: &[u8], g: Geometry, spec: &InputSpec, out: &mut [f32]) {
+    let (w, h) = (spec.width, spec.height);
+    let n = spec.normalization;
+    let stride = g.scaled_width * 3;
+    for y in 0..h {
+        let row_start = (g.top + y) * stride + g.left * 3;
+        let row = &rgb[row_start..row_start + w * 3];
+        match spec.layout {
+            Layout::Nchw => {
+                for c in 0..3 {
+                    let plane = &mut out[c * h * w + y * w..c * h * w + (y + 1) * w];
+                    for (dst, px) in plane.iter_mut().zip(row.chunks_exact(3)) {
+                        *dst = px[c] as f32 * n.scale[c] + n.offset[c];
+                    }
+                }
+            }
+            Layout::Nhwc => {
+                let line = &mut out[y * w * 3..(y + 1) * w * 3];
+                for (dst, px) in line.chunks_exact_mut(3).zip(row.chunks_exact(3)) {
+                    for c in 0..3 {
+                        dst[c] = px[c] as f32 * n.scale[c] + n.offset[c];
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Normalization;
+
+    fn spec(layout: Layout, h: usize, w: usize, crop: f32) -> InputSpec {
+        InputSpec {
+            layout,
+            height: h,
+            width: w,
+            crop_fraction: crop,
+            // x = (p/255 - 0.5)/0.5: 0 -> -1, 255 -> 1.
+            normalization: Normalization::from_mean_std([0.5; 3], [0.5; 3]).unwrap(),
+        }
+    }
+
+    fn norm(p: f32) -> f32 {
+        p / 127.5 - 1.0
+    }
+
+    #[test]
+    fn geometry_matches_the_imagenet_recipe() {
+        let s = spec(Layout::Nchw, 224, 224, 0.875);
+        // 500x375 landscape: shorter side 375 -> 256, longer 500*256/375 = 341.33 -> 341.
+        let g = Geometry::plan(500, 375, &s);
+        assert_eq!((g.scaled_width, g.scaled_height), (341, 256));
+        assert_eq!((g.left, g.top), (58, 16));
+        // Portrait and tiny images scale the same way, up if need be.
+        let g = Geometry::plan(10, 20, &s);
+        assert_eq!(
+            (g.scaled_width, g.scaled_height, g.left, g.top),
+            (256, 512, 16, 144)
+        );
+    }
+
+    #[test]
+    fn crop_without_resize_takes_the_center_and_normalizes() {
+        // A 4x2 image with crop fraction 1 needs no resize; the 2x2 crop is columns 1..3.
+        let pixels: Vec<u8> = (0..8u8)
+            .flat_map(|i| [i * 10, i * 10 + 1, i * 10 + 2])
+            .collect();
+        let img = RgbImage::from_raw(4, 2, pixels).unwrap();
+        let mut p = Preprocessor::new(spec(Layout::Nchw, 2, 2, 1.0));
+        let t = p.run(&img).unwrap().to_vec();
+        // Pixel (x, y) has red value (y*4 + x)*10; the crop keeps x = 1, 2.
+        let red = [10.0, 20.0, 50.0, 60.0];
+        let expect: Vec<f32> = (0..3)
+            .flat_map(|c| red.iter().map(move |r| norm(r + c as f32)))
+            .collect();
+        assert_eq!(t.len(), 12);
+        for (a, b) in t.iter().zip(&expect) {
+            assert!((a - b).abs() < 1e-6, "{t:?} vs {expect:?}");
+        }
+
+        let mut p = Preprocessor::new(spec(Layout::Nhwc, 2, 2, 1.0));
+        let t = p.run(&img).unwrap();
+        // NHWC: pixel (1,0) first, its three channels side by side.
+        assert!((t[0] - norm(10.0)).abs() < 1e-6);
+        assert!((t[1] - norm(11.0)).abs() < 1e-6);
+        assert!((t[3] - norm(20.0)).abs() < 1e-6);
+        assert!((t[6] - norm(50.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bilinear_downscale_matches_hand_computed_weights() {
+        // One row 0, 60, 120, 240 shrunk 4 -> 2 (scale 2, filter support 2 source pixels).
+        // Output pixel 0 is centred at source x = 1.0; source centres 0.5, 1.5, 2.5 lie at
+        // distances 0.25, 0.25, 0.75 (in output units), triangle weights 0.75, 0.75, 0.25:
+        // (0*.75 + 60*.75 + 120*.25) / 1.75 = 42.86 -> 43.
+        // Output pixel 1, centre 3.0: sources 1.5, 2.5, 3.5 weigh .25, .75, .75:
+        // (60*.25 + 120*.75 + 240*.75) / 1.75 = 162.86 -> 163.
+        let row = [0u8, 60, 120, 240];
+        // A 4x4 image whose rows are all `row`, shrunk to 2x2 (crop fraction 1: no crop).
+        // Every row is the same, so the vertical pass leaves the values unchanged.
+        let pixels: Vec<u8> = (0..4)
+            .flat_map(|_| row.iter().flat_map(|&v| [v, v, v]))
+            .collect();
+        let img = RgbImage::from_raw(4, 4, pixels).unwrap();
+        let s = InputSpec {
+            normalization: Normalization {
+                scale: [1.0; 3],
+                offset: [0.0; 3],
+            },
+            ..spec(Layout::Nhwc, 2, 2, 1.0)
+        };
+        assert_eq!(
+            Geometry::plan(4, 4, &s),
+            Geometry {
+                scaled_width: 2,
+                scaled_height: 2,
+                left: 0,
+                top: 0
+            }
+        );
+        let mut p = Preprocessor::new(s);
+        let t = p.run(&img).unwrap();
+        // NHWC with identity normalization: the two pixels of each row, three channels each.
+        let expect = [43.0, 43.0, 43.0, 163.0, 163.0, 163.0];
+        for y in 0..2 {
+            for (a, b) in t[y * 6..y * 6 + 6].iter().zip(&expect) {
+                assert!((a - b).abs() <= 1.0, "{t:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn buffers_are_reused_across_images() {
+        let mut p = Preprocessor::new(spec(Layout::Nchw, 8, 8, 0.875));
+        let a = RgbImage::from_pixel(40, 30, image::Rgb([255, 0, 0]));
+        let b = RgbImage::from_pixel(20, 20, image::Rgb([0, 0, 255]));
+        let first = p.run(&a).unwrap().as_ptr();
+        let t = p.run(&b).unwrap();
+        assert_eq!(t.as_ptr(), first, "the tensor buffer is reused");
+        // Uniform blue stays uniform through any resize.
+        assert!(t[..64].iter().all(|&v| (v + 1.0).abs() < 1e-6));
+        assert!(t[128..].iter().all(|&v| (v - 1.0).abs() < 1e-6));
+    }
+}
