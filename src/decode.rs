@@ -27,8 +27,14 @@ pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
-    if reader.format().is_none() {
-        return Err("unknown image format (JPEG and PNG are supported)".into());
+    match reader.format() {
+        None => return Err("unknown image format (JPEG and PNG are supported)".into()),
+        // The JPEG decoder fills a cut-off scan with grey instead of failing, which would
+        // silently classify half a picture: refuse a JPEG whose scan never ends.
+        Some(image::ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
+            return Err("truncated JPEG (no end-of-image marker after the scan)".into())
+        }
+        Some(_) => {}
     }
     let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
     let orientation = decoder.orientation().map_err(|e| e.to_string())?;
@@ -38,4 +44,94 @@ pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
         return Err("image has no pixels".into());
     }
     Ok(image.into_rgb8())
+}
+
+/// Whether a JPEG's first frame scan is followed by an end-of-image marker.
+///
+/// Walks the marker segments from the start (so an EXIF thumbnail, which sits inside an
+/// APP1 segment with its own markers, is skipped), then looks for `FF D9` after the start
+/// of scan. Inside entropy-coded data a `FF` byte is always followed by `00` or a restart
+/// marker, so the first `FF D9` there is the real end. Trailing bytes after it are allowed.
+pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    if bytes.len() < 4 || bytes[0] != 0xFF || bytes[1] != 0xD8 {
+        return false;
+    }
+    let mut i = 2;
+    while i + 4 <= bytes.len() {
+        if bytes[i] != 0xFF {
+            return false;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+        if marker == 0xDA {
+            let scan = &bytes[(i + 2 + len).min(bytes.len())..];
+            return scan.windows(2).any(|w| w == [0xFF, 0xD9]);
+        }
+        i += 2 + len;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jpeg(width: u32, height: u32) -> Vec<u8> {
+        let img = RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut out)
+            .encode_image(&img)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn complete_jpeg_decodes() {
+        let bytes = jpeg(16, 8);
+        assert!(jpeg_is_complete(&bytes));
+        let img = decode_bytes(&bytes).unwrap();
+        assert_eq!(img.dimensions(), (16, 8));
+        // Trailing bytes after the end marker are tolerated (some cameras append data).
+        let mut padded = bytes.clone();
+        padded.extend_from_slice(b"trailer");
+        assert!(decode_bytes(&padded).is_ok());
+    }
+
+    #[test]
+    fn truncated_jpeg_is_refused() {
+        let bytes = jpeg(64, 64);
+        for cut in [bytes.len() - 2, bytes.len() / 2, 20, 3] {
+            let err = decode_bytes(&bytes[..cut]).unwrap_err();
+            assert!(
+                err.contains("truncated") || err.contains("unknown"),
+                "{cut}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn grayscale_and_rgba_png_become_rgb() {
+        let gray = image::GrayImage::from_pixel(3, 2, image::Luma([200]));
+        let mut png = Vec::new();
+        gray.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let img = decode_bytes(&png).unwrap();
+        assert_eq!(img.get_pixel(2, 1).0, [200, 200, 200]);
+
+        let rgba = image::RgbaImage::from_pixel(2, 2, image::Rgba([10, 20, 30, 0]));
+        let mut png = Vec::new();
+        rgba.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        assert_eq!(decode_bytes(&png).unwrap().get_pixel(0, 0).0, [10, 20, 30]);
+    }
+
+    #[test]
+    fn garbage_is_not_an_image() {
+        assert!(decode_bytes(b"hello world, not an image").is_err());
+        assert!(decode_bytes(b"").is_err());
+    }
 }

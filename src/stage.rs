@@ -71,6 +71,9 @@ impl Stage {
         }
         self.model = Some(model);
         self.loads += 1;
+        // Idleness counts from the load, so a preloaded stage that is never needed can
+        // still be released.
+        self.last_used = Some(Instant::now());
         Ok(Some(took))
     }
 
@@ -93,7 +96,7 @@ impl Stage {
         self.loads
     }
 
-    /// When the stage last ran, if ever.
+    /// When the stage last ran or was loaded, if ever.
     pub fn last_used(&self) -> Option<Instant> {
         self.last_used
     }

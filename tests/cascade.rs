@@ -1,0 +1,181 @@
+//! The cascade against the real models on shared images: exits, predictions, laziness.
+
+mod common;
+
+use cascade::decode::{decode_file, RgbImage};
+use cascade::{Cascade, CascadeBuilder, LoadOptions, Metric, ModelSpec, Summary, Threshold};
+
+fn images(step: usize) -> Vec<RgbImage> {
+    common::sample_set(step)
+        .samples
+        .iter()
+        .map(|s| decode_file(&s.path).expect("shared image decodes"))
+        .collect()
+}
+
+/// Each image's class and summary under one model alone.
+fn alone(name: &str, images: &[RgbImage]) -> Vec<(usize, Summary)> {
+    let mut single = Cascade::single(ModelSpec::new(common::model(name)), LoadOptions::default())
+        .expect("model loads");
+    images
+        .iter()
+        .map(|img| {
+            let d = single.classify(img).expect("classifies");
+            let summary = Summary {
+                top: d.top.clone(),
+                margin: 0.0,
+                certainty: 0.0,
+            };
+            (d.class, summary)
+        })
+        .collect()
+}
+
+fn two_stage(threshold: f32) -> CascadeBuilder {
+    CascadeBuilder::new()
+        .stage(ModelSpec::new(common::model("efficientnet-lite0")))
+        .stage(ModelSpec::new(common::model("efficientnet-lite2")))
+        .metric(Metric::MaxProb)
+        .threshold(Threshold::new(threshold).unwrap())
+}
+
+#[test]
+fn exits_and_predictions_follow_the_threshold() {
+    let imgs = images(25); // 20 images spread over the classes
+    let small = alone("efficientnet-lite0", &imgs);
+    let large = alone("efficientnet-lite2", &imgs);
+
+    // Threshold 0: every input exits at stage 0 with the small model's answer.
+    let mut c = two_stage(0.0).build().unwrap();
+    for (img, (class, _)) in imgs.iter().zip(&small) {
+        let d = c.classify(img).unwrap();
+        assert_eq!((d.exit_stage, d.class), (0, *class));
+        assert_eq!(d.stages.len(), 1);
+    }
+    assert!(!c.stages()[1].is_loaded(), "never deferred, never loaded");
+
+    // Threshold 1 (no small-model probability reaches 1 on these images): every input is
+    // answered by the large model.
+    let max_small = small
+        .iter()
+        .map(|(_, s)| s.max_probability())
+        .fold(0.0, f32::max);
+    assert!(
+        max_small < 1.0,
+        "precondition: Lite0 is never certain here ({max_small})"
+    );
+    let mut c = two_stage(1.0).build().unwrap();
+    for (img, (class, _)) in imgs.iter().zip(&large) {
+        let d = c.classify(img).unwrap();
+        assert_eq!((d.exit_stage, d.class), (1, *class));
+        assert_eq!(d.stages.len(), 2);
+    }
+
+    // In between: each decision is the prediction of the stage it exited at, and it exited
+    // at stage 0 exactly when the small model's confidence reached the threshold.
+    let t = 0.7;
+    let mut c = two_stage(t).build().unwrap();
+    let mut exits = [0usize; 2];
+    for (i, img) in imgs.iter().enumerate() {
+        let d = c.classify(img).unwrap();
+        let (small_class, small_summary) = &small[i];
+        let conf = small_summary.max_probability();
+        assert!((d.stages[0].confidence - conf).abs() < 1e-6);
+        assert_eq!(d.stages[0].class, *small_class);
+        if conf >= t {
+            assert_eq!((d.exit_stage, d.class), (0, *small_class));
+        } else {
+            assert_eq!((d.exit_stage, d.class), (1, large[i].0));
+        }
+        exits[d.exit_stage] += 1;
+    }
+    assert!(
+        exits[0] > 0 && exits[1] > 0,
+        "0.7 splits these images: {exits:?}"
+    );
+}
+
+#[test]
+fn three_stages_work() {
+    let imgs = images(50);
+    let mut c = CascadeBuilder::new()
+        .stage(ModelSpec::new(common::model("efficientnet-lite0")))
+        .stage(ModelSpec::new(common::model("efficientnet-lite1")))
+        .stage(ModelSpec::new(common::model("efficientnet-lite2")))
+        .thresholds([Threshold::new(0.9).unwrap(), Threshold::new(0.8).unwrap()])
+        .build()
+        .unwrap();
+    let mut reached = [0usize; 3];
+    for img in &imgs {
+        let d = c.classify(img).unwrap();
+        for (k, run) in d.stages.iter().enumerate() {
+            assert_eq!(run.stage, k);
+            let exited_here = k == d.exit_stage;
+            let rule = [0.9, 0.8].get(k).copied();
+            match rule {
+                Some(t) => assert_eq!(run.confidence >= t, exited_here),
+                None => assert!(exited_here),
+            }
+        }
+        reached[d.exit_stage] += 1;
+    }
+    assert_eq!(reached.iter().sum::<usize>(), imgs.len());
+    assert!(reached[0] > 0);
+}
+
+#[test]
+fn later_stages_load_lazily_once_and_can_be_released() {
+    let imgs = images(100);
+    // Never deferred: never loaded.
+    let mut c = two_stage(0.0).build().unwrap();
+    for img in &imgs {
+        c.classify(img).unwrap();
+    }
+    assert_eq!(c.stages()[1].load_count(), 0);
+
+    // Always deferred: loaded by the first input, exactly once, and reported there.
+    let mut c = two_stage(1.0).build().unwrap();
+    assert!(c.stages()[0].is_loaded() && !c.stages()[1].is_loaded());
+    let first = c.classify(&imgs[0]).unwrap();
+    assert!(first.stages[1].load.is_some());
+    for img in &imgs[1..] {
+        let d = c.classify(img).unwrap();
+        assert!(d.stages[1].load.is_none());
+    }
+    assert_eq!(c.stages()[1].load_count(), 1);
+
+    // Release, then the next deferral loads it again.
+    assert!(c.release(1).unwrap());
+    assert!(!c.stages()[1].is_loaded());
+    let d = c.classify(&imgs[0]).unwrap();
+    assert!(d.stages[1].load.is_some());
+    assert_eq!(c.stages()[1].load_count(), 2);
+    assert!(c.release(0).is_err(), "the first stage stays resident");
+
+    // Preload: resident before the first input, and no load is paid during it.
+    let mut c = two_stage(1.0).preload(true).build().unwrap();
+    assert!(c.stages()[1].is_loaded());
+    assert!(c.classify(&imgs[0]).unwrap().load_time().is_none());
+    assert_eq!(c.stages()[1].load_count(), 1);
+}
+
+#[test]
+fn idle_stages_are_released() {
+    let imgs = images(100);
+    let idle = |limit: u64| {
+        two_stage(0.0)
+            .preload(true)
+            .release_after_idle(Some(std::time::Duration::from_secs(limit)))
+            .build()
+            .unwrap()
+    };
+    // Preloaded, then idle past a zero limit while inputs exit at stage 0: released.
+    let mut c = idle(0);
+    assert!(c.stages()[1].is_loaded());
+    c.classify(&imgs[0]).unwrap();
+    assert!(!c.stages()[1].is_loaded());
+    // With an hour's limit it stays.
+    let mut c = idle(3600);
+    c.classify(&imgs[0]).unwrap();
+    assert!(c.stages()[1].is_loaded());
+}

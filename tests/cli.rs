@@ -1,0 +1,278 @@
+//! The `cascade` binary on bad input: a clear one-line error, a non-zero exit, no panic.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cascade(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .args(["--threads", "1"])
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// Asserts a failing run whose stderr is one `error:` line mentioning `needle`.
+fn assert_fails_with(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "should fail: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "one error line expected: {stderr}");
+    assert!(errors[0].contains(needle), "{needle:?} not in {stderr:?}");
+}
+
+fn lite0() -> String {
+    p(&common::model("efficientnet-lite0")).to_string()
+}
+
+fn tench() -> String {
+    p(&common::sample_dir().join("n01440764_tench.JPEG")).to_string()
+}
+
+#[test]
+fn classify_prints_readable_and_json_results() {
+    let out = cascade(&["classify", "--model", &lite0(), &tench()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().next().unwrap().contains(": tench ("), "{text}");
+
+    let out = cascade(&[
+        "classify",
+        "--json",
+        "--model",
+        &lite0(),
+        &tench(),
+        &tench(),
+    ]);
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["name"], "tench");
+    assert_eq!(lines[0]["class"], 0);
+    assert_eq!(lines[0]["top"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn missing_image_file() {
+    let out = cascade(&["classify", "--model", &lite0(), "/nonexistent/cat.jpg"]);
+    assert_fails_with(&out, "cannot read /nonexistent/cat.jpg");
+}
+
+#[test]
+fn file_that_is_not_an_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("notes.jpg");
+    std::fs::write(&f, "just some text\n").unwrap();
+    assert_fails_with(
+        &cascade(&["classify", "--model", &lite0(), p(&f)]),
+        "not a readable image",
+    );
+}
+
+#[test]
+fn truncated_jpeg() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(tench()).unwrap();
+    let f = dir.path().join("half.jpg");
+    std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
+    let out = cascade(&["classify", "--model", &lite0(), p(&f)]);
+    assert_fails_with(&out, "half.jpg: not a readable image");
+}
+
+#[test]
+fn good_images_are_still_classified_beside_a_bad_one() {
+    let out = cascade(&[
+        "classify",
+        "--model",
+        &lite0(),
+        "/nonexistent.png",
+        &tench(),
+    ]);
+    assert_fails_with(&out, "nonexistent.png");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tench"));
+}
+
+#[test]
+fn file_that_is_not_onnx() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("model.onnx");
+    std::fs::write(&f, "not a protobuf at all").unwrap();
+    assert_fails_with(
+        &cascade(&["classify", "--model", p(&f), &tench()]),
+        "cannot load model",
+    );
+}
+
+#[test]
+fn missing_model() {
+    let out = cascade(&["classify", "--model", "/nonexistent/m.onnx", &tench()]);
+    assert_fails_with(&out, "cannot read /nonexistent/m.onnx");
+}
+
+#[test]
+fn model_whose_input_is_not_an_image() {
+    let m = common::fixture("not-an-image.onnx");
+    assert_fails_with(
+        &cascade(&["classify", "--model", p(&m), &tench()]),
+        "not an image classifier",
+    );
+}
+
+#[test]
+fn model_with_two_inputs() {
+    let m = common::fixture("two-inputs.onnx");
+    assert_fails_with(
+        &cascade(&["classify", "--model", p(&m), &tench()]),
+        "2 inputs",
+    );
+}
+
+#[test]
+fn manifest_that_disagrees_with_the_model() {
+    let m = common::fixture("manifest-mismatch.onnx");
+    assert_fails_with(
+        &cascade(&["classify", "--model", p(&m), &tench()]),
+        "disagrees with the model",
+    );
+}
+
+#[test]
+fn empty_data_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cascade(&["eval", "--model", &lite0(), "--data", p(dir.path())]);
+    assert_fails_with(&out, "no images");
+}
+
+#[test]
+fn zero_threads() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .args(["--threads", "0", "classify", "--model", &lite0(), &tench()])
+        .output()
+        .unwrap();
+    assert_fails_with(&out, "must be at least 1");
+}
+
+#[test]
+fn threshold_out_of_range() {
+    let l0 = lite0();
+    let out = cascade(&[
+        "classify",
+        "--stage",
+        &l0,
+        "--stage",
+        &l0,
+        "--threshold",
+        "1.5",
+        &tench(),
+    ]);
+    assert_fails_with(&out, "outside 0..=1");
+}
+
+#[test]
+fn a_single_stage_is_not_a_cascade() {
+    let out = cascade(&["classify", "--stage", &lite0(), &tench()]);
+    assert_fails_with(&out, "at least two stages");
+}
+
+#[test]
+fn stages_with_different_class_counts() {
+    let tiny = common::fixture("tiny-10class.onnx");
+    // --preload loads both up front, so the mismatch is found before any input.
+    let out = cascade(&[
+        "classify",
+        "--preload",
+        "--stage",
+        &lite0(),
+        "--stage",
+        p(&tiny),
+        &tench(),
+    ]);
+    assert_fails_with(&out, "outputs 10 classes but stage 0 outputs 1000");
+}
+
+#[test]
+fn unreadable_later_stage_is_reported_when_needed_or_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("large.onnx");
+    std::fs::write(&broken, "garbage").unwrap();
+    // Threshold 1: the first input is deferred, so the broken stage is needed at once.
+    let out = cascade(&[
+        "classify",
+        "--stage",
+        &lite0(),
+        "--stage",
+        p(&broken),
+        "--threshold",
+        "1",
+        &tench(),
+    ]);
+    assert_fails_with(&out, "large.onnx: cannot load model");
+    // Threshold 0: never needed, so classification succeeds lazily ...
+    let out = cascade(&[
+        "classify",
+        "--stage",
+        &lite0(),
+        "--stage",
+        p(&broken),
+        "--threshold",
+        "0",
+        &tench(),
+    ]);
+    assert!(out.status.success());
+    // ... while --check finds it up front.
+    let out = cascade(&[
+        "classify",
+        "--check",
+        "--stage",
+        &lite0(),
+        "--stage",
+        p(&broken),
+        "--threshold",
+        "0",
+        &tench(),
+    ]);
+    assert_fails_with(&out, "large.onnx: cannot load model");
+}
+
+#[test]
+fn closed_stdout_is_not_an_error() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .args([
+            "--threads",
+            "1",
+            "classify",
+            "--model",
+            &lite0(),
+            &tench(),
+            &tench(),
+            &tench(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one byte, then hang up, as `| head -c1` would.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
+}
