@@ -47,7 +47,7 @@ impl Normalization {
         let mut scale = [0.0; 3];
         let mut offset = [0.0; 3];
         for c in 0..3 {
-            if !(std[c].is_finite() && std[c] > 0.0) || !mean[c].is_finite() {
+            if !(std[c].is_finite() && std[c] > 0.0 && mean[c].is_finite()) {
                 return Err(format!(
                     "std must be positive and finite, mean finite (channel {c})"
                 ));

@@ -1,0 +1,93 @@
+//! What the cascade itself costs.
+//!
+//! - `overhead/*`: a Lite0 -> Lite2 cascade whose threshold every input meets (so it always
+//!   exits at stage 0) against Lite0 alone doing the least work that yields logits from the
+//!   same image (preprocess + infer). Target: cascade / alone <= 1.02.
+//! - `decision/*`: the per-inference decision path alone (softmax summary, exit rule) on
+//!   1000 logits, which must not allocate.
+//! - `preprocess/*`: one shared photo to each stage resolution.
+//!
+//! `cargo bench --bench cascade`
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use cascade::decode::decode_file;
+use cascade::preprocess::Preprocessor;
+use cascade::{
+    CascadeBuilder, ExitRule, LoadOptions, Metric, Model, ModelSpec, Summary, Threads, Threshold,
+};
+use criterion::{criterion_group, criterion_main, Criterion};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn spec(name: &str) -> ModelSpec {
+    ModelSpec::new(root().join(format!("models/{name}.onnx")))
+}
+
+fn overhead(c: &mut Criterion) {
+    Threads::new(1).expect("1 thread").apply();
+    let image = decode_file(&root().join("assets/images/coffee.png")).expect("bundled image");
+    let mut group = c.benchmark_group("overhead");
+    group.sample_size(30);
+
+    let mut model =
+        Model::load(&spec("efficientnet-lite0"), LoadOptions::default()).expect("loads");
+    let mut pre = Preprocessor::new(model.input().clone());
+    group.bench_function("lite0_alone", |b| {
+        b.iter(|| {
+            let tensor = pre.run(&image).expect("preprocesses");
+            model.infer(tensor).expect("runs")[0]
+        })
+    });
+
+    let mut cascade = CascadeBuilder::new()
+        .stage(spec("efficientnet-lite0"))
+        .stage(spec("efficientnet-lite2"))
+        .threshold(Threshold::new(0.0).expect("valid"))
+        .build()
+        .expect("builds");
+    group.bench_function("cascade_exit_at_stage0", |b| {
+        b.iter(|| cascade.classify(&image).expect("classifies").class)
+    });
+    assert!(
+        !cascade.stages()[1].is_loaded(),
+        "stage 1 must never have run"
+    );
+    group.finish();
+}
+
+fn decision(c: &mut Criterion) {
+    let logits: Vec<f32> = (0..1000)
+        .map(|i| ((i * 7919) % 1000) as f32 / 100.0)
+        .collect();
+    let rule = ExitRule {
+        metric: Metric::MaxProb,
+        threshold: Threshold::new(0.7).expect("valid"),
+    };
+    c.bench_function("decision/summary_and_exit_rule_1000_classes", |b| {
+        b.iter(|| rule.judge(&Summary::of(black_box(&logits))))
+    });
+}
+
+fn preprocess(c: &mut Criterion) {
+    let image = decode_file(&root().join("assets/images/coffee.png")).expect("bundled image");
+    let mut group = c.benchmark_group("preprocess");
+    for name in [
+        "efficientnet-lite0",
+        "efficientnet-lite1",
+        "efficientnet-lite2",
+    ] {
+        let model = Model::load(&spec(name), LoadOptions::default()).expect("loads");
+        let mut pre = Preprocessor::new(model.input().clone());
+        group.bench_function(format!("600x400_to_{}", model.input().height), |b| {
+            b.iter(|| pre.run(&image).expect("preprocesses")[0])
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, overhead, decision, preprocess);
+criterion_main!(benches);
