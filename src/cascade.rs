@@ -268,37 +268,20 @@ impl Cascade {
     /// Classifies one decoded image. Allocates nothing on the decision path: summaries and
     /// the record live on the stack; model buffers are reused.
     pub fn classify(&mut self, image: &RgbImage) -> Result<Decision> {
-        let n = self.stages.len();
         let mut runs: heapless::Vec<StageRun, MAX_STAGES> = heapless::Vec::new();
-        for i in 0..n {
-            let out = self.stages[i].run(image)?;
-            let (preprocess, inference, load) = (out.preprocess, out.inference, out.load);
-            let summary = Summary::of(out.logits);
-            if load.is_some() && i > 0 {
-                self.check_agrees(i)?;
-            }
-            let (confidence, exits) = match self.rules.get(i) {
-                Some(rule) => rule.judge(&summary),
-                None => (self.metric.of(&summary), true),
+        for i in 0..self.stages.len() {
+            let (run, summary) = self.run_stage(i, image)?;
+            let exits = match self.rules.get(i) {
+                Some(rule) => run.confidence >= rule.threshold.get(),
+                None => true,
             };
-            let class = summary.class().ok_or_else(|| Error::Inference {
-                path: self.stages[i].spec().path.clone(),
-                reason: "every logit is NaN".into(),
-            })?;
             // Capacity is MAX_STAGES and the builder caps the stage count at that.
-            let _ = runs.push(StageRun {
-                stage: i,
-                class,
-                confidence,
-                preprocess,
-                inference,
-                load,
-            });
+            let _ = runs.push(run);
             if exits {
                 self.release_idle(i);
                 return Ok(Decision {
-                    class,
-                    confidence,
+                    class: run.class,
+                    confidence: run.confidence,
                     top: summary.top,
                     exit_stage: i,
                     stages: runs,
@@ -309,6 +292,40 @@ impl Cascade {
         Err(Error::InvalidArgument(
             "the cascade has no stage that answers".into(),
         ))
+    }
+
+    /// Runs every stage on `image`, whatever the exit rules say (loading any that is not
+    /// resident): what calibration needs to know how each stage does on each input.
+    pub fn observe_all(&mut self, image: &RgbImage) -> Result<heapless::Vec<StageRun, MAX_STAGES>> {
+        let mut runs = heapless::Vec::new();
+        for i in 0..self.stages.len() {
+            let (run, _) = self.run_stage(i, image)?;
+            let _ = runs.push(run);
+        }
+        Ok(runs)
+    }
+
+    /// Runs stage `i` and judges its output under the cascade's metric.
+    fn run_stage(&mut self, i: usize, image: &RgbImage) -> Result<(StageRun, Summary)> {
+        let out = self.stages[i].run(image)?;
+        let (preprocess, inference, load) = (out.preprocess, out.inference, out.load);
+        let summary = Summary::of(out.logits);
+        if load.is_some() && i > 0 {
+            self.check_agrees(i)?;
+        }
+        let class = summary.class().ok_or_else(|| Error::Inference {
+            path: self.stages[i].spec().path.clone(),
+            reason: "every logit is NaN".into(),
+        })?;
+        let run = StageRun {
+            stage: i,
+            class,
+            confidence: self.metric.of(&summary),
+            preprocess,
+            inference,
+            load,
+        };
+        Ok((run, summary))
     }
 
     /// Releases later stages (past `used`) that have been idle past the configured limit.

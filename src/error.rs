@@ -38,6 +38,15 @@ pub enum Error {
     /// tract failed while running a model on an input.
     #[error("inference with {} failed: {reason}", path.display())]
     Inference { path: PathBuf, reason: String },
+    /// A board description is unknown or invalid.
+    #[error("board {name}: {reason}")]
+    Board { name: String, reason: String },
+    /// An energy meter could not be read.
+    #[error("energy meter {meter}: {reason}")]
+    Meter { meter: String, reason: String },
+    /// A calibration profile is unreadable, invalid or stale.
+    #[error("profile {}: {reason}", path.display())]
+    Profile { path: PathBuf, reason: String },
     /// A value given by the caller is out of its valid range.
     #[error("{0}")]
     InvalidArgument(String),

@@ -20,16 +20,21 @@
 //! # Ok(()) }
 //! ```
 
+pub mod board;
+pub mod calibrate;
 pub mod cascade;
 pub mod confidence;
+pub mod cost;
 pub mod dataset;
 pub mod decode;
 pub mod error;
 pub mod eval;
 pub mod labels;
 pub mod manifest;
+pub mod meter;
 pub mod model;
 pub mod preprocess;
+pub mod profile;
 pub mod stage;
 pub mod stats;
 

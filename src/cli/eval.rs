@@ -7,10 +7,9 @@ use cascade::dataset::{Dataset, LayoutKind};
 use cascade::eval::evaluate;
 use cascade::labels::Labels;
 use cascade::Threads;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::output::line;
+use super::output::{line, progress_bar};
 use super::{CliResult, StageArgs};
 
 #[derive(Debug, clap::Args)]
@@ -47,13 +46,7 @@ pub fn run(args: EvalArgs, threads: Threads) -> CliResult<ExitCode> {
             args.data.display()
         );
     }
-    let bar = ProgressBar::new(dataset.len() as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    if log::max_level() < log::LevelFilter::Warn {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let bar = progress_bar(dataset.len());
     let report = evaluate(&mut cascade, &dataset, |done, _| {
         bar.set_position(done as u64)
     })?;

@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch.
 
+mod calibrate;
 mod classify;
 mod eval;
 mod output;
@@ -43,6 +44,8 @@ pub enum Command {
     Classify(classify::ClassifyArgs),
     /// Measure top-1/top-5 accuracy and latency over a labelled image folder.
     Eval(eval::EvalArgs),
+    /// Measure each stage on this device and pick the exit threshold for a budget.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 /// Which models to run: one `--model`, or a cascade of `--stage`s with exit rules.
@@ -52,19 +55,22 @@ pub struct StageArgs {
     #[arg(
         long,
         value_name = "MODEL.onnx",
-        conflicts_with = "stages",
-        required_unless_present = "stages"
+        conflicts_with_all = ["stages", "profile"],
+        required_unless_present_any = ["stages", "profile"]
     )]
     pub model: Option<PathBuf>,
+    /// A profile written by `cascade calibrate`: its stages, metric and threshold.
+    #[arg(long, value_name = "PROFILE.toml", conflicts_with_all = ["stages", "thresholds", "metric"])]
+    pub profile: Option<PathBuf>,
     /// A cascade stage, cheapest first; repeat for each stage (at least two).
     #[arg(long = "stage", value_name = "MODEL.onnx")]
     pub stages: Vec<PathBuf>,
     /// Exit threshold: one for every stage, or repeat once per stage but the last.
-    #[arg(long = "threshold", value_name = "T", default_value = "0.7")]
+    #[arg(long = "threshold", value_name = "T")]
     pub thresholds: Vec<Threshold>,
-    /// Confidence metric compared with the threshold.
-    #[arg(long, default_value = "max-prob", value_parser = parse_metric)]
-    pub metric: Metric,
+    /// Confidence metric compared with the threshold [default: max-prob].
+    #[arg(long, value_parser = parse_metric)]
+    pub metric: Option<Metric>,
     /// Load every stage up front instead of on first need (for latency-critical use).
     #[arg(long)]
     pub preload: bool,
@@ -86,17 +92,26 @@ pub enum Toggle {
     Off,
 }
 
-fn parse_metric(s: &str) -> Result<Metric, String> {
+pub(crate) fn parse_metric(s: &str) -> Result<Metric, String> {
     s.parse()
 }
 
-impl StageArgs {
-    fn load_options(&self) -> LoadOptions {
-        match self.conv_nhwc {
+impl Toggle {
+    pub(crate) fn load_options(self) -> LoadOptions {
+        match self {
             Toggle::Auto => LoadOptions::default(),
             Toggle::On => LoadOptions { conv_nhwc: true },
             Toggle::Off => LoadOptions { conv_nhwc: false },
         }
+    }
+}
+
+/// The default exit threshold when neither `--threshold` nor `--profile` gives one.
+const DEFAULT_THRESHOLD: f32 = 0.7;
+
+impl StageArgs {
+    fn load_options(&self) -> LoadOptions {
+        self.conv_nhwc.load_options()
     }
 
     /// Builds the single model or the cascade these options describe.
@@ -113,12 +128,22 @@ impl StageArgs {
                 )))
             }
         };
-        let builder = self
-            .stages
-            .iter()
-            .fold(CascadeBuilder::new(), |b, s| b.stage(ModelSpec::new(s)))
-            .metric(self.metric)
-            .thresholds(self.thresholds.iter().copied())
+        let builder = match &self.profile {
+            Some(path) => cascade::profile::Profile::load(path)?.builder()?,
+            None => {
+                let thresholds = if self.thresholds.is_empty() {
+                    vec![Threshold::new(DEFAULT_THRESHOLD)?]
+                } else {
+                    self.thresholds.clone()
+                };
+                self.stages
+                    .iter()
+                    .fold(CascadeBuilder::new(), |b, s| b.stage(ModelSpec::new(s)))
+                    .metric(self.metric.unwrap_or_default())
+                    .thresholds(thresholds)
+            }
+        };
+        let builder = builder
             .preload(self.preload)
             .release_after_idle(release_after)
             .load_options(self.load_options());
@@ -157,6 +182,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
     match args.command {
         Command::Classify(c) => classify::run(c),
         Command::Eval(e) => eval::run(e, args.threads),
+        Command::Calibrate(c) => calibrate::run(c, args.threads),
     }
 }
 

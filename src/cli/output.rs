@@ -59,3 +59,17 @@ pub fn decision_json(cascade: &Cascade, d: &Decision) -> Value {
         "stages": stages,
     })
 }
+
+/// A progress bar on stderr (hidden with `-q`, and by indicatif when stderr is no terminal).
+pub fn progress_bar(len: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images  {per_sec}  eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if log::max_level() < log::LevelFilter::Warn {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}

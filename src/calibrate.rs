@@ -1,0 +1,475 @@
+//! Choosing the exit threshold from measured costs: per-input records of what every stage
+//! answers -> the accuracy/cost curve over candidate thresholds -> the best threshold for a
+//! budget (or the cheapest for an accuracy target), checked on inputs it was not fitted on.
+//!
+//! One threshold is shared by every exit, so the curve stays one-dimensional for any
+//! number of stages: an input exits at the first stage whose confidence reaches it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// What one stage answered for one input, and what it cost there.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observation {
+    pub class: usize,
+    pub confidence: f32,
+    /// Measured cost of this stage on this input (milliseconds).
+    pub cost_ms: f64,
+}
+
+/// Every stage's observation for one input, with its label if the data has labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub stages: Vec<Observation>,
+    pub label: Option<usize>,
+}
+
+/// What an answer is judged against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reference {
+    /// The data's labels: accuracy is top-1 accuracy.
+    Labels,
+    /// No labels: an answer is "right" when it agrees with the last (largest) stage.
+    LastStageAgreement,
+}
+
+impl Reference {
+    fn correct(self, r: &Record, stage: usize) -> bool {
+        let answer = r.stages[stage].class;
+        match self {
+            Reference::Labels => r.label == Some(answer),
+            Reference::LastStageAgreement => r.stages.last().map(|o| o.class) == Some(answer),
+        }
+    }
+}
+
+/// A cost limit per input: positive and finite.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "kebab-case")]
+pub enum Budget {
+    LatencyMs(f64),
+    EnergyMj(f64),
+}
+
+impl Budget {
+    pub fn latency_ms(v: f64) -> Result<Budget> {
+        positive(v, "--budget-ms").map(Budget::LatencyMs)
+    }
+
+    pub fn energy_mj(v: f64) -> Result<Budget> {
+        positive(v, "--budget-mj").map(Budget::EnergyMj)
+    }
+
+    pub fn value(self) -> f64 {
+        match self {
+            Budget::LatencyMs(v) | Budget::EnergyMj(v) => v,
+        }
+    }
+
+    pub fn unit(self) -> &'static str {
+        match self {
+            Budget::LatencyMs(_) => "ms",
+            Budget::EnergyMj(_) => "mJ",
+        }
+    }
+}
+
+fn positive(v: f64, what: &str) -> Result<f64> {
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "{what} must be a positive number, got {v}"
+        )))
+    }
+}
+
+/// What the threshold is chosen for.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "kebab-case")]
+pub enum Target {
+    /// Best accuracy whose expected cost is within the budget.
+    Budget(Budget),
+    /// Cheapest threshold whose accuracy reaches this share (0..=1).
+    MinAccuracy(f64),
+}
+
+impl Target {
+    pub fn min_accuracy(v: f64) -> Result<Target> {
+        if v.is_finite() && v > 0.0 && v <= 1.0 {
+            Ok(Target::MinAccuracy(v))
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "--min-accuracy must be in (0, 1], got {v}"
+            )))
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Budget(b) => write!(f, "budget {:.3} {}", b.value(), b.unit()),
+            Target::MinAccuracy(a) => write!(f, "accuracy >= {:.1}%", 100.0 * a),
+        }
+    }
+}
+
+/// One point of the threshold curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    pub threshold: f32,
+    pub accuracy: f64,
+    /// Share of inputs that reach each stage (`reach[0]` is 1).
+    pub reach: Vec<f64>,
+    /// Share of inputs deferred past the first stage.
+    pub deferral: f64,
+    /// `sum_k reach[k] * stage_cost[k]`, in the unit of the stage costs.
+    pub expected_cost: f64,
+}
+
+/// The stage an input exits at under threshold `t`.
+fn exit_stage(r: &Record, t: f32) -> usize {
+    let last = r.stages.len() - 1;
+    r.stages[..last]
+        .iter()
+        .position(|o| o.confidence >= t)
+        .unwrap_or(last)
+}
+
+/// Accuracy, reach and expected cost of threshold `t` over `records`.
+pub fn point(records: &[Record], reference: Reference, stage_costs: &[f64], t: f32) -> CurvePoint {
+    let n = stage_costs.len();
+    let mut reached = vec![0usize; n];
+    let mut right = 0usize;
+    for r in records {
+        let exit = exit_stage(r, t);
+        for k in reached.iter_mut().take(exit + 1) {
+            *k += 1;
+        }
+        right += usize::from(reference.correct(r, exit));
+    }
+    let total = records.len().max(1) as f64;
+    let reach: Vec<f64> = reached.iter().map(|&c| c as f64 / total).collect();
+    let expected_cost = reach.iter().zip(stage_costs).map(|(r, c)| r * c).sum();
+    CurvePoint {
+        threshold: t,
+        accuracy: right as f64 / total,
+        deferral: reach.get(1).copied().unwrap_or(0.0),
+        reach,
+        expected_cost,
+    }
+}
+
+/// The curve over every threshold that changes some decision: 0, each distinct confidence
+/// of a stage that has an exit, and 1. Sorted by threshold.
+pub fn curve(
+    records: &[Record],
+    reference: Reference,
+    stage_costs: &[f64],
+) -> Result<Vec<CurvePoint>> {
+    let n = stage_costs.len();
+    if n < 2 {
+        return Err(Error::InvalidArgument(
+            "calibration needs at least two stages".into(),
+        ));
+    }
+    if records.is_empty() {
+        return Err(Error::InvalidArgument(
+            "calibration needs at least one input".into(),
+        ));
+    }
+    if records.iter().any(|r| r.stages.len() != n) {
+        return Err(Error::InvalidArgument(format!(
+            "every record must observe all {n} stages"
+        )));
+    }
+    let mut candidates: Vec<f32> = records
+        .iter()
+        .flat_map(|r| r.stages[..n - 1].iter().map(|o| o.confidence))
+        .filter(|c| c.is_finite() && (0.0..=1.0).contains(c))
+        .chain([0.0, 1.0])
+        .collect();
+    candidates.sort_by(f32::total_cmp);
+    candidates.dedup();
+    Ok(candidates
+        .into_iter()
+        .map(|t| point(records, reference, stage_costs, t))
+        .collect())
+}
+
+/// Picks the point for `target` from a curve. `margin` makes the pick conservative: a budget
+/// is shrunk by that share (0.1: aim at 90% of it), an accuracy target raised by that many
+/// points (0.01: one point higher).
+pub fn choose(curve: &[CurvePoint], target: Target, margin: f64) -> Result<CurvePoint> {
+    if !(margin.is_finite() && (0.0..1.0).contains(&margin)) {
+        return Err(Error::InvalidArgument(format!(
+            "--margin must be in [0, 1), got {margin}"
+        )));
+    }
+    const EPS: f64 = 1e-9;
+    let best = match target {
+        Target::Budget(b) => {
+            let limit = b.value() * (1.0 - margin);
+            let cheapest = curve
+                .iter()
+                .map(|p| p.expected_cost)
+                .fold(f64::INFINITY, f64::min);
+            curve
+                .iter()
+                .filter(|p| p.expected_cost <= limit + EPS)
+                // Best accuracy; among equals the cheaper, then the lower threshold.
+                .max_by(|a, b| {
+                    a.accuracy
+                        .total_cmp(&b.accuracy)
+                        .then(b.expected_cost.total_cmp(&a.expected_cost))
+                        .then(b.threshold.total_cmp(&a.threshold))
+                })
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "no threshold fits {target}{}: even exiting every input at the first stage costs {cheapest:.3} {}",
+                        if margin > 0.0 { format!(" less a {:.0}% margin", margin * 100.0) } else { String::new() },
+                        b.unit()
+                    ))
+                })?
+        }
+        Target::MinAccuracy(a) => {
+            let want = a + margin;
+            let best_acc = curve.iter().map(|p| p.accuracy).fold(0.0, f64::max);
+            curve
+                .iter()
+                .filter(|p| p.accuracy + EPS >= want)
+                // Cheapest; among equals the more accurate, then the lower threshold.
+                .min_by(|x, y| {
+                    x.expected_cost
+                        .total_cmp(&y.expected_cost)
+                        .then(y.accuracy.total_cmp(&x.accuracy))
+                        .then(x.threshold.total_cmp(&y.threshold))
+                })
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "no threshold reaches {:.1}% accuracy; the best on this data is {:.1}%",
+                        100.0 * want,
+                        100.0 * best_acc
+                    ))
+                })?
+        }
+    };
+    Ok(best.clone())
+}
+
+/// Splits `n` inputs into a fitting set and a held-out set holding `fraction` of them,
+/// spread evenly over the (sorted) inputs so both sets see every part of the data.
+pub fn split(n: usize, fraction: f64) -> Result<(Vec<usize>, Vec<usize>)> {
+    if !(fraction.is_finite() && (0.0..1.0).contains(&fraction)) {
+        return Err(Error::InvalidArgument(format!(
+            "--holdout must be in [0, 1), got {fraction}"
+        )));
+    }
+    let (mut fit, mut held) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        // Input i is held out when the running count of held-out inputs steps up at it.
+        let before = (i as f64 * fraction).floor();
+        let after = ((i + 1) as f64 * fraction).floor();
+        if after > before {
+            held.push(i);
+        } else {
+            fit.push(i);
+        }
+    }
+    if fit.is_empty() {
+        return Err(Error::InvalidArgument("nothing left to fit on".into()));
+    }
+    Ok((fit, held))
+}
+
+/// Mean per-input cost actually measured when the cascade with threshold `t` runs over
+/// `records`: the sum of the measured costs of the stages each input reaches.
+pub fn measured_mean_cost(records: &[Record], t: f32) -> f64 {
+    if records.is_empty() {
+        return 0.0;
+    }
+    let total: f64 = records
+        .iter()
+        .map(|r| {
+            r.stages[..=exit_stage(r, t)]
+                .iter()
+                .map(|o| o.cost_ms)
+                .sum::<f64>()
+        })
+        .sum();
+    total / records.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A two-stage record: stage 0 says `c0` with confidence `conf`, stage 1 says `c1`.
+    fn rec(conf: f32, c0: usize, c1: usize, label: usize) -> Record {
+        Record {
+            stages: vec![
+                Observation {
+                    class: c0,
+                    confidence: conf,
+                    cost_ms: 10.0,
+                },
+                Observation {
+                    class: c1,
+                    confidence: 0.5,
+                    cost_ms: 30.0,
+                },
+            ],
+            label: Some(label),
+        }
+    }
+
+    /// Four inputs: confident and right (where stage 1 would be wrong), confident wrong,
+    /// unsure but rescued by stage 1, unsure and right at stage 0 but wrong at stage 1.
+    fn records() -> Vec<Record> {
+        vec![
+            rec(0.9, 1, 9, 1),
+            rec(0.8, 2, 3, 3),
+            rec(0.4, 5, 6, 6),
+            rec(0.2, 7, 8, 7),
+        ]
+    }
+
+    const COSTS: [f64; 2] = [10.0, 30.0];
+
+    #[test]
+    fn curve_has_hand_computed_points() {
+        let c = curve(&records(), Reference::Labels, &COSTS).unwrap();
+        let ts: Vec<f32> = c.iter().map(|p| p.threshold).collect();
+        assert_eq!(ts, vec![0.0, 0.2, 0.4, 0.8, 0.9, 1.0]);
+        // t = 0: nobody deferred. Right: inputs 0 and 3 -> 50%. Cost 10.
+        assert_eq!(
+            (c[0].accuracy, c[0].deferral, c[0].expected_cost),
+            (0.5, 0.0, 10.0)
+        );
+        // t = 0.4: input 3 (0.2) deferred, and loses its right answer: 25%.
+        assert_eq!(
+            (c[2].accuracy, c[2].deferral, c[2].expected_cost),
+            (0.25, 0.25, 17.5)
+        );
+        // t = 0.8: inputs 2, 3 deferred: right are 0, 2 -> 50%, cost 10 + 0.5*30.
+        assert_eq!((c[3].accuracy, c[3].expected_cost), (0.5, 25.0));
+        // t = 0.9: input 1 deferred too and rescued: 75%.
+        assert_eq!(
+            (c[4].accuracy, c[4].deferral, c[4].expected_cost),
+            (0.75, 0.75, 32.5)
+        );
+        // t = 1: everything deferred: stage 1's accuracy, 50%, cost 40.
+        assert_eq!(
+            (c[5].accuracy, c[5].deferral, c[5].expected_cost),
+            (0.5, 1.0, 40.0)
+        );
+    }
+
+    #[test]
+    fn budget_picks_best_accuracy_within_it() {
+        let c = curve(&records(), Reference::Labels, &COSTS).unwrap();
+        let pick = |ms| choose(&c, Target::Budget(Budget::latency_ms(ms).unwrap()), 0.0).unwrap();
+        // Within 30 ms: 50% at cost 10 (t=0) and 50% at 25 (t=0.8) tie; the cheaper wins.
+        assert_eq!(pick(30.0).threshold, 0.0);
+        // Above the cost of always deferring (40): the best point is still t = 0.9, which
+        // beats the large model alone.
+        let p = pick(100.0);
+        assert_eq!((p.threshold, p.accuracy), (0.9, 0.75));
+        // Exactly the cost of a point is within budget.
+        assert_eq!(pick(32.5).threshold, 0.9);
+        // A margin of 10% turns 35 ms into 31.5: t = 0.9 (32.5) no longer fits.
+        let p = choose(&c, Target::Budget(Budget::latency_ms(35.0).unwrap()), 0.1).unwrap();
+        assert_eq!(p.threshold, 0.0);
+    }
+
+    #[test]
+    fn budget_below_the_first_stage_is_an_error() {
+        let c = curve(&records(), Reference::Labels, &COSTS).unwrap();
+        let err = choose(&c, Target::Budget(Budget::latency_ms(5.0).unwrap()), 0.0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("even exiting every input at the first stage costs 10.000 ms"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn accuracy_target_picks_the_cheapest_point_reaching_it() {
+        let c = curve(&records(), Reference::Labels, &COSTS).unwrap();
+        let p = choose(&c, Target::min_accuracy(0.5).unwrap(), 0.0).unwrap();
+        assert_eq!((p.threshold, p.expected_cost), (0.0, 10.0));
+        let p = choose(&c, Target::min_accuracy(0.6).unwrap(), 0.0).unwrap();
+        assert_eq!(p.threshold, 0.9);
+        assert!(choose(&c, Target::min_accuracy(0.8).unwrap(), 0.0).is_err());
+    }
+
+    #[test]
+    fn agreement_with_the_last_stage_without_labels() {
+        let mut rs = records();
+        for r in &mut rs {
+            r.label = None;
+        }
+        let c = curve(&rs, Reference::LastStageAgreement, &COSTS).unwrap();
+        // t = 0: stage 0 never agrees with stage 1; t = 1: always (it is stage 1).
+        assert_eq!(c[0].accuracy, 0.0);
+        assert_eq!(c.last().unwrap().accuracy, 1.0);
+    }
+
+    #[test]
+    fn three_stages_share_one_threshold() {
+        let o = |class, confidence, cost_ms| Observation {
+            class,
+            confidence,
+            cost_ms,
+        };
+        let rs = vec![
+            Record {
+                stages: vec![o(1, 0.9, 1.0), o(1, 0.9, 2.0), o(1, 0.9, 4.0)],
+                label: Some(1),
+            },
+            Record {
+                stages: vec![o(2, 0.3, 1.0), o(3, 0.7, 2.0), o(3, 0.9, 4.0)],
+                label: Some(3),
+            },
+            Record {
+                stages: vec![o(4, 0.1, 1.0), o(4, 0.2, 2.0), o(5, 0.9, 4.0)],
+                label: Some(5),
+            },
+        ];
+        let p = point(&rs, Reference::Labels, &[1.0, 2.0, 4.0], 0.5);
+        // Input 0 exits at 0, input 1 at 1, input 2 at 2: all right.
+        assert_eq!(p.accuracy, 1.0);
+        assert_eq!(p.reach, vec![1.0, 2.0 / 3.0, 1.0 / 3.0]);
+        assert!((p.expected_cost - (1.0 + 2.0 * 2.0 / 3.0 + 4.0 / 3.0)).abs() < 1e-12);
+        assert!((measured_mean_cost(&rs, 0.5) - (1.0 + 3.0 + 7.0) / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_budgets_and_margins_are_refused() {
+        for v in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(Budget::latency_ms(v).is_err(), "{v}");
+            assert!(Budget::energy_mj(v).is_err(), "{v}");
+        }
+        assert!(Target::min_accuracy(1.5).is_err());
+        assert!(Target::min_accuracy(0.0).is_err());
+        let c = curve(&records(), Reference::Labels, &COSTS).unwrap();
+        assert!(choose(&c, Target::min_accuracy(0.5).unwrap(), -0.1).is_err());
+        assert!(choose(&c, Target::min_accuracy(0.5).unwrap(), f64::NAN).is_err());
+    }
+
+    #[test]
+    fn split_spreads_the_held_out_share_evenly() {
+        let (fit, held) = split(10, 0.3).unwrap();
+        assert_eq!(held, vec![3, 6, 9]);
+        assert_eq!(fit.len(), 7);
+        let (fit, held) = split(5, 0.0).unwrap();
+        assert_eq!((fit.len(), held.len()), (5, 0));
+        assert!(split(5, 1.0).is_err());
+    }
+}

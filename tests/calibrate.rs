@@ -1,0 +1,176 @@
+//! `cascade calibrate` end to end on a few shared images, and its input checks.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn cascade(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .args(["--threads", "1"])
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn path(name: &str) -> String {
+    common::model(name).display().to_string()
+}
+
+fn data() -> String {
+    common::sample_dir().display().to_string()
+}
+
+fn calibrate_args<'a>(extra: &[&'a str], l0: &'a str, l2: &'a str, data: &'a str) -> Vec<&'a str> {
+    let mut v = vec![
+        "calibrate",
+        "--stage",
+        l0,
+        "--stage",
+        l2,
+        "--data",
+        data,
+        "--limit",
+        "24",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+fn one_error_line(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains(needle), "{needle:?} not in {stderr}");
+}
+
+#[test]
+fn bad_budgets_are_refused() {
+    let (l0, l2, d) = (
+        path("efficientnet-lite0"),
+        path("efficientnet-lite2"),
+        data(),
+    );
+    for budget in [
+        "--budget-ms=0",
+        "--budget-ms=-3",
+        "--budget-ms=NaN",
+        "--budget-mj=inf",
+    ] {
+        let out = cascade(&calibrate_args(
+            &[budget, "-o", "/tmp/never.toml"],
+            &l0,
+            &l2,
+            &d,
+        ));
+        one_error_line(&out, "must be a positive number");
+    }
+    let out = cascade(&calibrate_args(
+        &["--min-accuracy=1.5", "-o", "/tmp/never.toml"],
+        &l0,
+        &l2,
+        &d,
+    ));
+    one_error_line(&out, "--min-accuracy must be in (0, 1]");
+}
+
+#[test]
+fn unknown_board_is_refused() {
+    let (l0, l2, d) = (
+        path("efficientnet-lite0"),
+        path("efficientnet-lite2"),
+        data(),
+    );
+    let out = cascade(&calibrate_args(
+        &[
+            "--budget-ms=30",
+            "--board",
+            "commodore64",
+            "-o",
+            "/tmp/never.toml",
+        ],
+        &l0,
+        &l2,
+        &d,
+    ));
+    one_error_line(&out, "board commodore64");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rpi4b"),
+        "lists known boards"
+    );
+}
+
+#[test]
+fn calibrated_profile_drives_classify_and_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("p.toml");
+    let profile_s = profile.display().to_string();
+    let (l0, l2, d) = (
+        path("efficientnet-lite0"),
+        path("efficientnet-lite2"),
+        data(),
+    );
+    // A generous budget: the best accuracy on these images wins.
+    let out = cascade(&calibrate_args(
+        &["--budget-ms=100000", "--board", "rpi4b", "-o", &profile_s],
+        &l0,
+        &l2,
+        &d,
+    ));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("<- chosen") && stdout.contains("held out"),
+        "{stdout}"
+    );
+
+    let text = std::fs::read_to_string(&profile).unwrap();
+    let p: toml::Value = toml::from_str(&text).unwrap();
+    assert_eq!(p["stages"].as_array().unwrap().len(), 2);
+    assert_eq!(p["board"].as_str(), Some("rpi4b"));
+    let energy = &p["stages"][0]["energy"];
+    assert_eq!(energy["estimate"].as_bool(), Some(true));
+    assert!(energy["total_mj"].as_float().unwrap() > 0.0);
+    let threshold = p["threshold"].as_float().unwrap();
+    let csv = std::fs::read_to_string(profile.with_extension("csv")).unwrap();
+    assert!(csv.starts_with("threshold,accuracy,deferral,expected_cost\n"));
+    assert!(csv.lines().count() > 3);
+
+    // classify --profile runs the profile's cascade.
+    let tench = common::sample_dir()
+        .join("n01440764_tench.JPEG")
+        .display()
+        .to_string();
+    let out = cascade(&["classify", "--json", "--profile", &profile_s, &tench]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["name"], "tench");
+
+    // eval --profile reports the profile's threshold.
+    let out = cascade(&[
+        "eval",
+        "--json",
+        "--profile",
+        &profile_s,
+        "--data",
+        &d,
+        "--limit",
+        "5",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!((v["thresholds"][0].as_f64().unwrap() - threshold).abs() < 1e-6);
+}
