@@ -43,6 +43,8 @@ pub struct Decision {
     pub exit_stage: usize,
     /// Every executed stage, in order; the last one is the exit stage.
     pub stages: heapless::Vec<StageRun, MAX_STAGES>,
+    /// The exit rule wanted a later stage, but the caller's deadline did not allow it.
+    pub cut_short: bool,
 }
 
 impl Decision {
@@ -268,16 +270,31 @@ impl Cascade {
     /// Classifies one decoded image. Allocates nothing on the decision path: summaries and
     /// the record live on the stack; model buffers are reused.
     pub fn classify(&mut self, image: &RgbImage) -> Result<Decision> {
+        self.classify_until(image, |_, _| true)
+    }
+
+    /// Like [`Cascade::classify`], but before deferring to stage `next` asks
+    /// `may_defer(next, elapsed)` (`elapsed`: compute time spent on this input so far);
+    /// when it says no, the current stage answers and the decision is marked `cut_short`.
+    /// This is how a stream keeps a per-frame deadline.
+    pub fn classify_until(
+        &mut self,
+        image: &RgbImage,
+        mut may_defer: impl FnMut(usize, Duration) -> bool,
+    ) -> Result<Decision> {
         let mut runs: heapless::Vec<StageRun, MAX_STAGES> = heapless::Vec::new();
+        let mut spent = Duration::ZERO;
         for i in 0..self.stages.len() {
             let (run, summary) = self.run_stage(i, image)?;
+            spent += run.preprocess + run.inference;
             let exits = match self.rules.get(i) {
                 Some(rule) => run.confidence >= rule.threshold.get(),
                 None => true,
             };
+            let cut_short = !exits && !may_defer(i + 1, spent);
             // Capacity is MAX_STAGES and the builder caps the stage count at that.
             let _ = runs.push(run);
-            if exits {
+            if exits || cut_short {
                 self.release_idle(i);
                 return Ok(Decision {
                     class: run.class,
@@ -285,6 +302,7 @@ impl Cascade {
                     top: summary.top,
                     exit_stage: i,
                     stages: runs,
+                    cut_short,
                 });
             }
         }
@@ -292,6 +310,13 @@ impl Cascade {
         Err(Error::InvalidArgument(
             "the cascade has no stage that answers".into(),
         ))
+    }
+
+    /// Sets one threshold for every exit (the online budget controller moves it).
+    pub fn set_threshold(&mut self, threshold: Threshold) {
+        for rule in &mut self.rules {
+            rule.threshold = threshold;
+        }
     }
 
     /// Runs every stage on `image`, whatever the exit rules say (loading any that is not

@@ -179,3 +179,31 @@ fn idle_stages_are_released() {
     c.classify(&imgs[0]).unwrap();
     assert!(c.stages()[1].is_loaded());
 }
+
+#[test]
+fn a_deadline_can_cut_the_cascade_short() {
+    let imgs = images(100);
+    let mut c = two_stage(1.0).build().unwrap();
+    let mut asked = Vec::new();
+    let d = c
+        .classify_until(&imgs[0], |next, spent| {
+            asked.push((next, spent));
+            false
+        })
+        .unwrap();
+    assert_eq!((d.exit_stage, d.cut_short, d.stages.len()), (0, true, 1));
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].0, 1);
+    assert!(asked[0].1 > std::time::Duration::ZERO);
+    assert!(
+        !c.stages()[1].is_loaded(),
+        "a cut-short input loads nothing"
+    );
+
+    // Allowed to defer, or lowered to a threshold every input meets: not cut short.
+    let d = c.classify_until(&imgs[0], |_, _| true).unwrap();
+    assert_eq!((d.exit_stage, d.cut_short), (1, false));
+    c.set_threshold(Threshold::new(0.0).unwrap());
+    let d = c.classify(&imgs[0]).unwrap();
+    assert_eq!((d.exit_stage, d.cut_short), (0, false));
+}
