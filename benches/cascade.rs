@@ -6,6 +6,8 @@
 //! - `decision/*`: the per-inference decision path alone (softmax summary, exit rule) on
 //!   1000 logits, which must not allocate.
 //! - `preprocess/*`: one shared photo to each stage resolution.
+//! - `cascade_at_0.7/*`: the Lite0 -> Lite2 cascade at threshold 0.7 on the bundled photos
+//!   (coffee exits at stage 0; rocket and chelsea are deferred), Lite2 preloaded.
 //!
 //! `cargo bench --bench cascade`
 
@@ -89,5 +91,26 @@ fn preprocess(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, overhead, decision, preprocess);
+fn fixed_threshold(c: &mut Criterion) {
+    Threads::new(1).expect("1 thread").apply();
+    let mut cascade = CascadeBuilder::new()
+        .stage(spec("efficientnet-lite0"))
+        .stage(spec("efficientnet-lite2"))
+        .threshold(Threshold::new(0.7).expect("valid"))
+        .preload(true)
+        .build()
+        .expect("builds");
+    let mut group = c.benchmark_group("cascade_at_0.7");
+    group.sample_size(20);
+    for name in ["coffee.png", "rocket.jpg", "chelsea.png"] {
+        let image = decode_file(&root().join("assets/images").join(name)).expect("bundled image");
+        let exit = cascade.classify(&image).expect("classifies").exit_stage;
+        group.bench_function(format!("{name}_exits_at_stage{exit}"), |b| {
+            b.iter(|| cascade.classify(&image).expect("classifies").class)
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, overhead, decision, preprocess, fixed_threshold);
 criterion_main!(benches);

@@ -312,6 +312,14 @@ impl Cascade {
         ))
     }
 
+    /// Sets the confidence metric of every exit rule (and of reported confidences).
+    pub fn set_metric(&mut self, metric: Metric) {
+        self.metric = metric;
+        for rule in &mut self.rules {
+            rule.metric = metric;
+        }
+    }
+
     /// Sets one threshold for every exit (the online budget controller moves it).
     pub fn set_threshold(&mut self, threshold: Threshold) {
         for rule in &mut self.rules {

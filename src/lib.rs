@@ -21,6 +21,7 @@
 //! ```
 
 pub mod board;
+pub mod bench;
 pub mod calibrate;
 pub mod cascade;
 pub mod confidence;
@@ -33,8 +34,10 @@ pub mod labels;
 pub mod manifest;
 pub mod meter;
 pub mod model;
+pub mod plot;
 pub mod preprocess;
 pub mod profile;
+pub mod report;
 pub mod stage;
 pub mod stats;
 

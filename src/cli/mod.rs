@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch.
 
+mod bench;
 mod calibrate;
 mod classify;
 mod eval;
@@ -46,6 +47,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Measure each stage on this device and pick the exit threshold for a budget.
     Calibrate(calibrate::CalibrateArgs),
+    /// Measure the cascade against each of its models alone, in one run.
+    Bench(bench::BenchArgs),
 }
 
 /// Which models to run: one `--model`, or a cascade of `--stage`s with exit rules.
@@ -107,7 +110,7 @@ impl Toggle {
 }
 
 /// The default exit threshold when neither `--threshold` nor `--profile` gives one.
-const DEFAULT_THRESHOLD: f32 = 0.7;
+pub(crate) const DEFAULT_THRESHOLD: f32 = 0.7;
 
 impl StageArgs {
     fn load_options(&self) -> LoadOptions {
@@ -183,6 +186,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
         Command::Classify(c) => classify::run(c),
         Command::Eval(e) => eval::run(e, args.threads),
         Command::Calibrate(c) => calibrate::run(c, args.threads),
+        Command::Bench(b) => bench::run(b, args.threads),
     }
 }
 

@@ -1,0 +1,337 @@
+//! Measuring, in one run, each model alone and the cascade on the same decoded images:
+//! accuracy, latency distribution, energy, throughput, exits, load times and memory.
+//!
+//! The cascade is measured for real at its threshold. The threshold curve for the plot
+//! is derived from the per-image records of the models-alone runs (each image's measured
+//! cost and answer at every stage), which is exact for accuracy and deferral and uses the
+//! measured per-image costs for latency.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::calibrate::{self, Observation, Record, Reference};
+use crate::cascade::{Cascade, CascadeBuilder};
+use crate::confidence::{Metric, Threshold};
+use crate::decode::RgbImage;
+use crate::error::Result;
+use crate::meter::{EnergyMeter, EnergyReport};
+use crate::model::{LoadOptions, ModelSpec};
+use crate::stats::Latency;
+
+/// One image ready to classify.
+pub struct Input {
+    pub image: RgbImage,
+    pub label: Option<usize>,
+}
+
+/// Figures of one configuration (a model alone or the cascade).
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    pub name: String,
+    pub images: usize,
+    pub top1: Option<f64>,
+    pub top5: Option<f64>,
+    /// Preprocessing + inference per image, model loads excluded.
+    pub latency: Latency,
+    /// Images per second over the run's compute time.
+    pub throughput: f64,
+    /// Energy per image, where a meter or board model exists.
+    pub energy: Option<EnergyFigures>,
+    /// Share of images answered by each stage.
+    pub exit_shares: Vec<f64>,
+    /// Load time of each stage that was loaded (milliseconds), in stage order.
+    pub load_ms: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnergyFigures {
+    pub meter: String,
+    pub estimate: bool,
+    pub total_mj: f64,
+    pub above_idle_mj: f64,
+}
+
+/// Resident memory of the process, from /proc/self/status (Linux), in KiB.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub peak_rss_kib: u64,
+}
+
+impl Memory {
+    /// Now, or `None` where /proc is not available.
+    pub fn now() -> Option<Memory> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let field = |key: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        };
+        Some(Memory {
+            rss_kib: field("VmRSS:")?,
+            peak_rss_kib: field("VmHWM:")?,
+        })
+    }
+}
+
+/// Per-image record of one configuration, kept to derive the threshold curve.
+struct Run {
+    figures: Figures,
+    /// (class, confidence, cost in ms) of the exit stage for each image.
+    per_image: Vec<(usize, f32, f64)>,
+}
+
+/// Runs `cascade` over all inputs. With a meter, the energy of the whole loop is divided
+/// by the number of images; `idle_w` is the baseline measured before.
+fn run_once(
+    name: &str,
+    cascade: &mut Cascade,
+    inputs: &[Input],
+    meter: Option<&mut (dyn EnergyMeter + '_)>,
+    idle_w: f64,
+    mut progress: impl FnMut(),
+) -> Result<Run> {
+    let n_stages = cascade.stages().len();
+    let mut times = Vec::with_capacity(inputs.len());
+    let mut per_image = Vec::with_capacity(inputs.len());
+    let (mut top1, mut top5, mut labelled) = (0usize, 0usize, 0usize);
+    let mut exits = vec![0usize; n_stages];
+    let mut loads = vec![None; n_stages];
+    for (i, stage) in cascade.stages().iter().enumerate() {
+        if let Some(m) = stage.model() {
+            loads[i] = Some(m.load_time().as_secs_f64() * 1e3);
+        }
+    }
+    let mut body = || -> Result<()> {
+        for input in inputs {
+            let d = cascade.classify(&input.image)?;
+            times.push(d.compute_time());
+            per_image.push((
+                d.class,
+                d.stages[0].confidence,
+                d.compute_time().as_secs_f64() * 1e3,
+            ));
+            exits[d.exit_stage] += 1;
+            for s in d.stages.iter() {
+                if let Some(l) = s.load {
+                    loads[s.stage] = Some(l.as_secs_f64() * 1e3);
+                }
+            }
+            if let Some(label) = input.label {
+                labelled += 1;
+                top1 += usize::from(d.class == label);
+                top5 += usize::from(d.top.iter().any(|r| r.class == label));
+            }
+            progress();
+        }
+        Ok(())
+    };
+    let energy = match meter {
+        Some(m) => {
+            let e = m.measure(&mut body)?;
+            let r = EnergyReport::per_run(m, e, idle_w, inputs.len().max(1))?;
+            Some(EnergyFigures {
+                meter: r.meter,
+                estimate: r.estimate,
+                total_mj: r.total_j * 1e3,
+                above_idle_mj: r.above_idle_j * 1e3,
+            })
+        }
+        None => {
+            body()?;
+            None
+        }
+    };
+    let total: Duration = times.iter().sum();
+    let share = |k: usize| {
+        if labelled > 0 {
+            Some(k as f64 / labelled as f64)
+        } else {
+            None
+        }
+    };
+    let n = inputs.len().max(1) as f64;
+    Ok(Run {
+        figures: Figures {
+            name: name.to_string(),
+            images: inputs.len(),
+            top1: share(top1),
+            top5: share(top5),
+            latency: Latency::of(&times),
+            throughput: if total > Duration::ZERO {
+                inputs.len() as f64 / total.as_secs_f64()
+            } else {
+                0.0
+            },
+            energy,
+            exit_shares: exits.iter().map(|&e| e as f64 / n).collect(),
+            load_ms: loads.into_iter().flatten().collect(),
+        },
+        per_image,
+    })
+}
+
+/// What to benchmark.
+#[derive(Debug, Clone)]
+pub struct BenchPlan {
+    pub stages: Vec<ModelSpec>,
+    pub metric: Metric,
+    pub threshold: Threshold,
+    pub options: LoadOptions,
+}
+
+/// Everything one benchmark run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    /// Each model alone, in stage order, then the cascade.
+    pub configs: Vec<Figures>,
+    pub threshold: f32,
+    pub metric: String,
+    /// Memory with only the first stage resident, then with every stage loaded.
+    pub memory_first_stage_only: Option<Memory>,
+    pub memory_all_stages: Option<Memory>,
+    /// The cascade's threshold curve derived from the models-alone records:
+    /// (threshold, accuracy, mean latency ms, mean energy mJ where measured).
+    pub curve: Vec<CurveRow>,
+    pub reference: Reference,
+    pub idle_w: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CurveRow {
+    pub threshold: f32,
+    pub accuracy: f64,
+    pub deferral: f64,
+    pub latency_ms: f64,
+    pub energy_mj: Option<f64>,
+}
+
+/// Measures the plan on `inputs`. `progress(done, total)` counts classified images over
+/// all configurations.
+pub fn run(
+    plan: &BenchPlan,
+    inputs: &[Input],
+    mut meter: Option<Box<dyn EnergyMeter>>,
+    idle_span: Duration,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<BenchResult> {
+    let n = plan.stages.len();
+    let total = inputs.len() * (n + 1);
+    let mut done = 0usize;
+    let idle_w = match meter.as_deref_mut() {
+        Some(m) => Some(crate::meter::idle_power(m, idle_span)?),
+        None => None,
+    };
+
+    // The cascade first, on a fresh process state, so memory before and after the later
+    // stages load is the models' and not left over from the single-model runs.
+    let mut cascade = plan
+        .stages
+        .iter()
+        .fold(CascadeBuilder::new(), |b, s| b.stage(s.clone()))
+        .metric(plan.metric)
+        .threshold(plan.threshold)
+        .load_options(plan.options)
+        .build()?;
+    let memory_first_stage_only = Memory::now();
+    for i in 1..n {
+        cascade.load_stage(i)?;
+    }
+    let memory_all_stages = Memory::now();
+    for i in 1..n {
+        cascade.release(i)?;
+    }
+    let mut tick = || {
+        done += 1;
+        progress(done, total);
+    };
+    let start = Instant::now();
+    let cascade_run = run_once(
+        "cascade",
+        &mut cascade,
+        inputs,
+        meter.as_deref_mut(),
+        idle_w.unwrap_or(0.0),
+        &mut tick,
+    )?;
+    log::info!("cascade run took {:.1} s", start.elapsed().as_secs_f64());
+    drop(cascade);
+
+    let mut alone = Vec::with_capacity(n);
+    for spec in &plan.stages {
+        let mut single = Cascade::single(spec.clone(), plan.options)?;
+        // Confidences under the plan's metric, so the records can be replayed as the cascade.
+        single.set_metric(plan.metric);
+        let name = spec
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| spec.path.display().to_string());
+        let mut run = run_once(
+            &name,
+            &mut single,
+            inputs,
+            meter.as_deref_mut(),
+            idle_w.unwrap_or(0.0),
+            &mut tick,
+        )?;
+        run.figures.exit_shares = vec![1.0];
+        alone.push(run);
+    }
+
+    // Replay the per-image records to get the curve.
+    let records: Vec<Record> = (0..inputs.len())
+        .map(|i| Record {
+            stages: alone
+                .iter()
+                .map(|r| {
+                    let (class, confidence, cost_ms) = r.per_image[i];
+                    Observation {
+                        class,
+                        confidence,
+                        cost_ms,
+                    }
+                })
+                .collect(),
+            label: inputs[i].label,
+        })
+        .collect();
+    let reference = if inputs.iter().any(|i| i.label.is_some()) {
+        Reference::Labels
+    } else {
+        Reference::LastStageAgreement
+    };
+    let latency_costs: Vec<f64> = alone.iter().map(|r| r.figures.latency.mean_ms).collect();
+    let energy_costs: Option<Vec<f64>> = alone
+        .iter()
+        .map(|r| r.figures.energy.as_ref().map(|e| e.total_mj))
+        .collect();
+    let curve = calibrate::curve(&records, reference, &latency_costs)?
+        .into_iter()
+        .map(|p| CurveRow {
+            threshold: p.threshold,
+            accuracy: p.accuracy,
+            deferral: p.deferral,
+            latency_ms: calibrate::measured_mean_cost(&records, p.threshold),
+            energy_mj: energy_costs
+                .as_ref()
+                .map(|c| p.reach.iter().zip(c).map(|(r, c)| r * c).sum()),
+        })
+        .collect();
+
+    let mut configs: Vec<Figures> = alone.into_iter().map(|r| r.figures).collect();
+    configs.push(cascade_run.figures);
+    Ok(BenchResult {
+        configs,
+        threshold: plan.threshold.get(),
+        metric: plan.metric.name().to_string(),
+        memory_first_stage_only,
+        memory_all_stages,
+        curve,
+        reference,
+        idle_w,
+    })
+}

@@ -1,0 +1,108 @@
+//! SVG plots of a benchmark: accuracy against cost, with the cascade's threshold curve as
+//! a line and every measured configuration as a labelled point.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// One labelled point.
+pub struct Marker<'a> {
+    pub label: &'a str,
+    pub cost: f64,
+    pub accuracy: f64,
+    /// The measured cascade is drawn differently from models alone.
+    pub is_cascade: bool,
+}
+
+/// Writes `accuracy (%) vs cost` to `path` as SVG.
+pub fn accuracy_vs_cost(
+    path: &Path,
+    title: &str,
+    cost_label: &str,
+    curve: &[(f64, f64)],
+    markers: &[Marker<'_>],
+) -> Result<()> {
+    draw(path, title, cost_label, curve, markers)
+        .map_err(|e| Error::InvalidArgument(format!("cannot draw {}: {e}", path.display())))
+}
+
+fn draw(
+    path: &Path,
+    title: &str,
+    cost_label: &str,
+    curve: &[(f64, f64)],
+    markers: &[Marker<'_>],
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let xs = curve
+        .iter()
+        .map(|p| p.0)
+        .chain(markers.iter().map(|m| m.cost));
+    let ys = curve
+        .iter()
+        .map(|p| p.1)
+        .chain(markers.iter().map(|m| m.accuracy));
+    let (x_min, x_max) = bounds(xs);
+    let (y_min, y_max) = bounds(ys);
+    let x_pad = (x_max - x_min).max(1e-6) * 0.08;
+    let y_pad = (y_max - y_min).max(1e-6) * 0.15;
+
+    let root = SVGBackend::new(path, (800, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            (x_min - x_pad).max(0.0)..x_max + x_pad,
+            (100.0 * (y_min - y_pad)).max(0.0)..(100.0 * (y_max + y_pad)).min(100.0),
+        )?;
+    chart
+        .configure_mesh()
+        .x_desc(cost_label)
+        .y_desc("top-1 accuracy (%)")
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(
+            curve.iter().map(|&(c, a)| (c, 100.0 * a)),
+            BLUE.stroke_width(2),
+        ))?
+        .label("cascade, threshold sweep (derived from per-model runs)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+    for m in markers {
+        let color = if m.is_cascade { RED } else { BLACK };
+        let at = (m.cost, 100.0 * m.accuracy);
+        // The cascade's label goes above its point, the models' below, so that points
+        // close together keep readable labels.
+        let dy = if m.is_cascade { -22 } else { 8 };
+        chart.draw_series(std::iter::once(
+            EmptyElement::at(at)
+                + Circle::new((0, 0), 6, color.filled())
+                + Text::new(
+                    m.label.to_string(),
+                    (8, dy),
+                    ("sans-serif", 15).into_font().color(&color),
+                ),
+        ))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        })
+}

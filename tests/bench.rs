@@ -1,0 +1,91 @@
+//! `cascade bench` end to end on a few shared images: every output file exists, parses and
+//! agrees with `eval` at the same threshold.
+
+mod common;
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .args(["--threads", "1"])
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn bench_outputs_exist_parse_and_agree_with_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("bench");
+    let (l0, l2) = (
+        common::model("efficientnet-lite0").display().to_string(),
+        common::model("efficientnet-lite2").display().to_string(),
+    );
+    let data = common::sample_dir().display().to_string();
+    let stages = ["--stage", &l0, "--stage", &l2, "--threshold", "0.7"];
+    let mut args = vec!["bench"];
+    args.extend_from_slice(&stages);
+    let out_s = out_dir.display().to_string();
+    args.extend_from_slice(&[
+        "--data", &data, "--limit", "12", "--board", "rpi4b", "--out", &out_s,
+    ]);
+    let out = run(&args);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("| config | top-1 |"), "{table}");
+    assert!(table.contains("| cascade |"), "{table}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("bench.json")).unwrap())
+            .unwrap();
+    let configs = json["result"]["configs"].as_array().unwrap();
+    assert_eq!(configs.len(), 3);
+    assert_eq!(configs[2]["name"], "cascade");
+    for c in configs {
+        assert_eq!(c["images"], 12);
+        assert!(c["latency"]["mean_ms"].as_f64().unwrap() > 0.0);
+        assert!(c["energy"]["total_mj"].as_f64().unwrap() > 0.0);
+        assert_eq!(c["energy"]["estimate"], true);
+    }
+    let shares: f64 = configs[2]["exit_shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert!((shares - 1.0).abs() < 1e-9);
+    let ctx = &json["context"];
+    assert_eq!(ctx["models"].as_array().unwrap().len(), 2);
+    assert_eq!(ctx["models"][0]["sha256"].as_str().unwrap().len(), 64);
+    let cargo = std::fs::read_to_string(common::root().join("Cargo.toml")).unwrap();
+    let tract = ctx["tract_version"].as_str().unwrap();
+    assert!(
+        cargo.contains(&format!("tract-onnx = \"={tract}\"")),
+        "context names the linked tract"
+    );
+
+    let csv = std::fs::read_to_string(out_dir.join("bench.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4);
+    let curve = std::fs::read_to_string(out_dir.join("curve.csv")).unwrap();
+    assert!(curve.lines().skip(1).all(|l| l.split(',').count() == 5));
+    for svg in ["accuracy_vs_latency.svg", "accuracy_vs_energy.svg"] {
+        let text = std::fs::read_to_string(out_dir.join(svg)).unwrap();
+        assert!(
+            text.starts_with("<svg") && text.contains("cascade"),
+            "{svg}"
+        );
+    }
+
+    // The cascade's accuracy is what eval reports on the same images at the same threshold.
+    let mut args = vec!["eval", "--json"];
+    args.extend_from_slice(&stages);
+    args.extend_from_slice(&["--data", &data, "--limit", "12"]);
+    let eval: serde_json::Value = serde_json::from_slice(&run(&args).stdout).unwrap();
+    assert_eq!(eval["top1"], configs[2]["top1"]);
+    assert_eq!(eval["exit_shares"], configs[2]["exit_shares"]);
+}
