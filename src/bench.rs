@@ -190,7 +190,9 @@ pub struct BenchResult {
     pub configs: Vec<Figures>,
     pub threshold: f32,
     pub metric: String,
-    /// Memory with only the first stage resident, then with every stage loaded.
+    /// Memory before any model is loaded (the decoded images are already resident), with
+    /// only the first stage resident, then with every stage loaded.
+    pub memory_before_models: Option<Memory>,
     pub memory_first_stage_only: Option<Memory>,
     pub memory_all_stages: Option<Memory>,
     /// The cascade's threshold curve derived from the models-alone records:
@@ -226,6 +228,7 @@ pub fn run(
         None => None,
     };
 
+    let memory_before_models = Memory::now();
     // The cascade first, on a fresh process state, so memory before and after the later
     // stages load is the models' and not left over from the single-model runs.
     let mut cascade = plan
@@ -328,6 +331,7 @@ pub fn run(
         configs,
         threshold: plan.threshold.get(),
         metric: plan.metric.name().to_string(),
+        memory_before_models,
         memory_first_stage_only,
         memory_all_stages,
         curve,

@@ -287,6 +287,21 @@ pub fn split(n: usize, fraction: f64) -> Result<(Vec<usize>, Vec<usize>)> {
     Ok((fit, held))
 }
 
+/// Accuracy and mean measured cost of stage `stage` alone over `records` (every input
+/// answered there): what the cascade is compared with.
+pub fn stage_alone(records: &[Record], reference: Reference, stage: usize) -> (f64, f64) {
+    if records.is_empty() {
+        return (0.0, 0.0);
+    }
+    let n = records.len() as f64;
+    let right = records
+        .iter()
+        .filter(|r| reference.correct(r, stage))
+        .count() as f64;
+    let cost: f64 = records.iter().map(|r| r.stages[stage].cost_ms).sum();
+    (right / n, cost / n)
+}
+
 /// Mean per-input cost actually measured when the cascade with threshold `t` runs over
 /// `records`: the sum of the measured costs of the stages each input reaches.
 pub fn measured_mean_cost(records: &[Record], t: f32) -> f64 {
@@ -448,6 +463,8 @@ mod tests {
         assert_eq!(p.reach, vec![1.0, 2.0 / 3.0, 1.0 / 3.0]);
         assert!((p.expected_cost - (1.0 + 2.0 * 2.0 / 3.0 + 4.0 / 3.0)).abs() < 1e-12);
         assert!((measured_mean_cost(&rs, 0.5) - (1.0 + 3.0 + 7.0) / 3.0).abs() < 1e-12);
+        let (acc, cost) = stage_alone(&rs, Reference::Labels, 2);
+        assert_eq!((acc, cost), (1.0, 4.0));
     }
 
     #[test]

@@ -36,15 +36,6 @@ fn calibrate_args<'a>(extra: &[&'a str], l0: &'a str, l2: &'a str, data: &'a str
     v
 }
 
-fn one_error_line(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    assert!(errors[0].contains(needle), "{needle:?} not in {stderr}");
-}
-
 #[test]
 fn bad_budgets_are_refused() {
     let (l0, l2, d) = (
@@ -64,7 +55,7 @@ fn bad_budgets_are_refused() {
             &l2,
             &d,
         ));
-        one_error_line(&out, "must be a positive number");
+        common::assert_fails_with(&out, "must be a positive number");
     }
     let out = cascade(&calibrate_args(
         &["--min-accuracy=1.5", "-o", "/tmp/never.toml"],
@@ -72,7 +63,7 @@ fn bad_budgets_are_refused() {
         &l2,
         &d,
     ));
-    one_error_line(&out, "--min-accuracy must be in (0, 1]");
+    common::assert_fails_with(&out, "--min-accuracy must be in (0, 1]");
 }
 
 #[test]
@@ -94,7 +85,7 @@ fn unknown_board_is_refused() {
         &l2,
         &d,
     ));
-    one_error_line(&out, "board commodore64");
+    common::assert_fails_with(&out, "board commodore64");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("rpi4b"),
         "lists known boards"

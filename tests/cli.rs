@@ -17,15 +17,7 @@ fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
-/// Asserts a failing run whose stderr is one `error:` line mentioning `needle`.
-fn assert_fails_with(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "should fail: {stderr}");
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(errors.len(), 1, "one error line expected: {stderr}");
-    assert!(errors[0].contains(needle), "{needle:?} not in {stderr:?}");
-}
+use common::assert_fails_with;
 
 fn lite0() -> String {
     p(&common::model("efficientnet-lite0")).to_string()

@@ -7,9 +7,7 @@ use std::process::ExitCode;
 
 use cascade::bench::{self, BenchPlan, BenchResult, Figures, Input};
 use cascade::board::Board;
-use cascade::dataset::Dataset;
 use cascade::decode::decode_file;
-use cascade::labels::Labels;
 use cascade::meter::detect_system;
 use cascade::plot::{self, Marker};
 use cascade::profile::{cpu_model, now_rfc3339, sha256_file, Profile};
@@ -17,6 +15,7 @@ use cascade::report::{Comparison, Point};
 use cascade::{Metric, ModelSpec, Threads, Threshold};
 use serde_json::json;
 
+use super::data::DataArgs;
 use super::output::{line, progress_bar};
 use super::{CliError, CliResult, StageArgs};
 
@@ -27,15 +26,8 @@ pub const TRACT_VERSION: &str = "0.23.9";
 pub struct BenchArgs {
     #[command(flatten)]
     pub stages: StageArgs,
-    /// Labelled image folder to measure on.
-    #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
-    /// Class list to label the folder with (default: the first model's labels).
-    #[arg(long, value_name = "FILE")]
-    pub classes: Option<PathBuf>,
-    /// Use only the first N images.
-    #[arg(long, value_name = "N")]
-    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Board power model for energy when no meter is present (name or TOML file).
     #[arg(long, value_name = "NAME")]
     pub board: Option<String>,
@@ -56,15 +48,8 @@ pub fn run(args: BenchArgs, threads: Threads) -> CliResult<ExitCode> {
     }
     let board = args.board.as_deref().map(Board::resolve).transpose()?;
     let first = cascade::Cascade::single(stages[0].clone(), args.stages.conv_nhwc.load_options())?;
-    let labels = match &args.classes {
-        Some(p) => Labels::from_file(p)?,
-        None => first.labels().clone(),
-    };
+    let dataset = args.data.open(first.labels())?;
     drop(first);
-    let mut dataset = Dataset::open(&args.data, &labels)?;
-    if let Some(n) = args.limit {
-        dataset.truncate(n);
-    }
     let mut inputs = Vec::with_capacity(dataset.len());
     for s in &dataset.samples {
         match decode_file(&s.path) {
@@ -109,51 +94,20 @@ pub fn run(args: BenchArgs, threads: Threads) -> CliResult<ExitCode> {
         "threads": threads.get(),
         "tract_version": TRACT_VERSION,
         "tool_version": env!("CARGO_PKG_VERSION"),
-        "data": args.data.display().to_string(),
+        "data": args.data.data.display().to_string(),
         "images": inputs.len(),
         "models": hashes.iter().map(|(p, h)| json!({"path": p, "sha256": h})).collect::<Vec<_>>(),
     });
 
-    let latency = points(&result, |f| Some(f.latency.mean_ms));
+    let lat = View::of(&result, |f| Some(f.latency.mean_ms), |r| Some(r.latency_ms));
+    let energy = View::of(
+        &result,
+        |f| f.energy.as_ref().map(|e| e.total_mj),
+        |r| r.energy_mj,
+    );
+    let (latency, curve_lat, cmp_latency) = (lat.measured, lat.curve, lat.comparison);
+    let (energy, curve_energy, cmp_energy) = (energy.measured, energy.curve, energy.comparison);
     let cascade_fig = &result.configs[n_stages];
-    let large = &result.configs[n_stages - 1];
-    let curve_lat: Vec<Point> = result
-        .curve
-        .iter()
-        .map(|r| Point {
-            name: format!("t={}", r.threshold),
-            accuracy: r.accuracy,
-            cost: r.latency_ms,
-        })
-        .collect();
-    let cmp_latency = match (
-        point_of(large, |f| Some(f.latency.mean_ms)),
-        point_of(cascade_fig, |f| Some(f.latency.mean_ms)),
-    ) {
-        (Some(l), Some(c)) => Some(Comparison::of(&curve_lat, &l, &c, &latency)),
-        _ => None,
-    };
-    let energy = points(&result, |f| f.energy.as_ref().map(|e| e.total_mj));
-    let curve_energy: Vec<Point> = result
-        .curve
-        .iter()
-        .filter_map(|r| {
-            r.energy_mj.map(|e| Point {
-                name: format!("t={}", r.threshold),
-                accuracy: r.accuracy,
-                cost: e,
-            })
-        })
-        .collect();
-    let cmp_energy = match (
-        point_of(large, |f| f.energy.as_ref().map(|e| e.total_mj)),
-        point_of(cascade_fig, |f| f.energy.as_ref().map(|e| e.total_mj)),
-    ) {
-        (Some(l), Some(c)) if !curve_energy.is_empty() => {
-            Some(Comparison::of(&curve_energy, &l, &c, &energy))
-        }
-        _ => None,
-    };
 
     print_markdown(&result, &context, cmp_latency.as_ref(), cmp_energy.as_ref())?;
 
@@ -278,11 +232,55 @@ fn point_of(f: &Figures, cost: impl Fn(&Figures) -> Option<f64>) -> Option<Point
     })
 }
 
-fn points(r: &BenchResult, cost: impl Fn(&Figures) -> Option<f64>) -> Vec<Point> {
-    r.configs
-        .iter()
-        .filter_map(|f| point_of(f, &cost))
-        .collect()
+/// One cost axis (latency or energy) of a result: the measured points, the threshold
+/// curve, and how the cascade compares with the largest model on it.
+struct View {
+    measured: Vec<Point>,
+    curve: Vec<Point>,
+    comparison: Option<Comparison>,
+}
+
+impl View {
+    fn of(
+        r: &BenchResult,
+        cost: impl Fn(&Figures) -> Option<f64>,
+        curve_cost: impl Fn(&bench::CurveRow) -> Option<f64>,
+    ) -> View {
+        let measured: Vec<Point> = r
+            .configs
+            .iter()
+            .filter_map(|f| point_of(f, &cost))
+            .collect();
+        let curve: Vec<Point> = r
+            .curve
+            .iter()
+            .filter_map(|c| {
+                Some(Point {
+                    name: format!("t={}", c.threshold),
+                    accuracy: c.accuracy,
+                    cost: curve_cost(c)?,
+                })
+            })
+            .collect();
+        // configs: each model alone in stage order, then the cascade.
+        let n = r.configs.len();
+        let comparison = match (
+            r.configs
+                .get(n.wrapping_sub(2))
+                .and_then(|f| point_of(f, &cost)),
+            r.configs.last().and_then(|f| point_of(f, &cost)),
+        ) {
+            (Some(large), Some(cascade)) if !curve.is_empty() => {
+                Some(Comparison::of(&curve, &large, &cascade, &measured))
+            }
+            _ => None,
+        };
+        View {
+            measured,
+            curve,
+            comparison,
+        }
+    }
 }
 
 fn write(path: &Path, text: &str) -> CliResult<()> {
@@ -397,13 +395,20 @@ fn print_markdown(
         ))?;
     }
     line("")?;
-    if let (Some(a), Some(b)) = (r.memory_first_stage_only, r.memory_all_stages) {
+    if let (Some(base), Some(a), Some(b)) = (
+        r.memory_before_models,
+        r.memory_first_stage_only,
+        r.memory_all_stages,
+    ) {
+        let mib = |kib: u64| kib as f64 / 1024.0;
         line(&format!(
-            "memory: {:.1} MiB resident with the first stage only (peak {:.1}); {:.1} MiB with every stage loaded (peak {:.1})",
-            a.rss_kib as f64 / 1024.0,
-            a.peak_rss_kib as f64 / 1024.0,
-            b.rss_kib as f64 / 1024.0,
-            b.peak_rss_kib as f64 / 1024.0
+            "memory: first stage resident +{:.1} MiB, every stage loaded +{:.1} MiB (process RSS {:.1} -> {:.1} -> {:.1} MiB, peak {:.1}; the decoded images are in the baseline)",
+            mib(a.rss_kib.saturating_sub(base.rss_kib)),
+            mib(b.rss_kib.saturating_sub(base.rss_kib)),
+            mib(base.rss_kib),
+            mib(a.rss_kib),
+            mib(b.rss_kib),
+            mib(b.peak_rss_kib)
         ))?;
     }
     for (what, unit, c) in [("latency", "ms", lat), ("energy", "mJ", energy)] {

@@ -8,13 +8,13 @@ use std::process::ExitCode;
 use cascade::board::Board;
 use cascade::calibrate::{self, Budget, Observation, Record, Reference, Target};
 use cascade::cost::{measure_stage, CostOptions};
-use cascade::dataset::{Dataset, LayoutKind};
+use cascade::dataset::LayoutKind;
 use cascade::decode::decode_file;
-use cascade::labels::Labels;
 use cascade::meter::detect_system;
 use cascade::profile::{self, Calibration, HeldOut, Profile, ProfileStage};
 use cascade::{CascadeBuilder, Metric, ModelSpec, Threads};
 
+use super::data::DataArgs;
 use super::output::{line, progress_bar};
 use super::{parse_metric, CliResult, Toggle};
 
@@ -27,12 +27,8 @@ pub struct CalibrateArgs {
     /// Confidence metric the threshold applies to.
     #[arg(long, default_value = "max-prob", value_parser = parse_metric)]
     pub metric: Metric,
-    /// Labelled (or unlabelled) image folder to calibrate on.
-    #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
-    /// Class list to label the folder with (default: the first model's labels).
-    #[arg(long, value_name = "FILE")]
-    pub classes: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Best accuracy whose expected latency per input is at most this many milliseconds.
     #[arg(long, value_name = "MS")]
     pub budget_ms: Option<f64>,
@@ -51,9 +47,6 @@ pub struct CalibrateArgs {
     /// Board power model for energy when no meter is present (name or TOML file).
     #[arg(long, value_name = "NAME")]
     pub board: Option<String>,
-    /// Use only the first N images.
-    #[arg(long, value_name = "N")]
-    pub limit: Option<usize>,
     /// Where to write the profile.
     #[arg(short, long, value_name = "PROFILE.toml")]
     pub output: PathBuf,
@@ -87,19 +80,12 @@ pub fn run(args: CalibrateArgs, threads: Threads) -> CliResult<ExitCode> {
         .preload(true)
         .load_options(args.conv_nhwc.load_options())
         .build()?;
-    let labels = match &args.classes {
-        Some(p) => Labels::from_file(p)?,
-        None => cascade.labels().clone(),
-    };
-    let mut dataset = Dataset::open(&args.data, &labels)?;
-    if let Some(n) = args.limit {
-        dataset.truncate(n);
-    }
+    let dataset = args.data.open(cascade.labels())?;
     let (fit_idx, held_idx) = calibrate::split(dataset.len(), args.holdout)?;
     let reference = if dataset.layout == LayoutKind::Unlabeled {
         log::warn!(
             "{} has no labels: calibrating against agreement with the last stage",
-            args.data.display()
+            args.data.data.display()
         );
         Reference::LastStageAgreement
     } else {
@@ -227,6 +213,17 @@ pub fn run(args: CalibrateArgs, threads: Threads) -> CliResult<ExitCode> {
             h.measured_mean_ms
         ))?;
     }
+    for (what, records) in [("fit", &fit), ("held out", &held)] {
+        if records.is_empty() {
+            continue;
+        }
+        let (acc, ms) = calibrate::stage_alone(records, reference, n_stages - 1);
+        line(&format!(
+            "last alone {what}: {accuracy_word} {:.1}%, measured mean latency {:.2} ms",
+            100.0 * acc,
+            ms
+        ))?;
+    }
     for (i, s) in stages.iter().enumerate() {
         let energy = s.energy.as_ref().map_or(String::new(), |e| {
             format!(
@@ -258,7 +255,7 @@ pub fn run(args: CalibrateArgs, threads: Threads) -> CliResult<ExitCode> {
         threshold: chosen.threshold,
         stages,
         calibration: Calibration {
-            data: args.data.display().to_string(),
+            data: args.data.data.display().to_string(),
             target,
             margin: args.margin,
             reference,

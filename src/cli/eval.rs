@@ -1,14 +1,13 @@
 //! `cascade eval`: accuracy and latency over a labelled folder.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cascade::dataset::{Dataset, LayoutKind};
+use cascade::dataset::LayoutKind;
 use cascade::eval::evaluate;
-use cascade::labels::Labels;
 use cascade::Threads;
 use serde_json::json;
 
+use super::data::DataArgs;
 use super::output::{line, progress_bar};
 use super::{CliResult, StageArgs};
 
@@ -16,15 +15,8 @@ use super::{CliResult, StageArgs};
 pub struct EvalArgs {
     #[command(flatten)]
     pub stages: StageArgs,
-    /// Labelled image folder: `<synset>_*.JPEG` files, or one subfolder per class.
-    #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
-    /// Class list to label the folder with (default: the model's labels).
-    #[arg(long, value_name = "FILE")]
-    pub classes: Option<PathBuf>,
-    /// Use only the first N images.
-    #[arg(long, value_name = "N")]
-    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// One JSON object with every figure on stdout.
     #[arg(long)]
     pub json: bool,
@@ -32,18 +24,11 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs, threads: Threads) -> CliResult<ExitCode> {
     let mut cascade = args.stages.build()?;
-    let labels = match &args.classes {
-        Some(p) => Labels::from_file(p)?,
-        None => cascade.labels().clone(),
-    };
-    let mut dataset = Dataset::open(&args.data, &labels)?;
-    if let Some(n) = args.limit {
-        dataset.truncate(n);
-    }
+    let dataset = args.data.open(cascade.labels())?;
     if dataset.layout == LayoutKind::Unlabeled {
         log::warn!(
             "no image in {} could be labelled with the model's classes; accuracy is not defined (pass --classes?)",
-            args.data.display()
+            args.data.data.display()
         );
     }
     let bar = progress_bar(dataset.len());
@@ -66,7 +51,7 @@ pub fn run(args: EvalArgs, threads: Threads) -> CliResult<ExitCode> {
             "thresholds": cascade.rules().iter().map(|r| r.threshold.get()).collect::<Vec<_>>(),
             "metric": cascade.metric().name(),
             "threads": threads.get(),
-            "data": args.data.display().to_string(),
+            "data": args.data.data.display().to_string(),
             "images": report.records.len(),
             "labelled": report.labelled_count(),
             "skipped": report.skipped.len(),

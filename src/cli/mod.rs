@@ -3,6 +3,7 @@
 mod bench;
 mod calibrate;
 mod classify;
+mod data;
 mod eval;
 mod output;
 

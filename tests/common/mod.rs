@@ -33,3 +33,14 @@ pub fn sample_set(step: usize) -> Dataset {
     ds.take_every(step);
     ds
 }
+
+/// Asserts a failing run whose stderr holds exactly one `error` line, mentioning `needle`,
+/// and no panic.
+pub fn assert_fails_with(out: &std::process::Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "should fail: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "one error line expected: {stderr}");
+    assert!(errors[0].contains(needle), "{needle:?} not in {stderr:?}");
+}
