@@ -20,8 +20,8 @@
 //! # Ok(()) }
 //! ```
 
-pub mod board;
 pub mod bench;
+pub mod board;
 pub mod calibrate;
 pub mod cascade;
 pub mod confidence;
@@ -30,6 +30,7 @@ pub mod dataset;
 pub mod decode;
 pub mod error;
 pub mod eval;
+pub mod frame;
 pub mod labels;
 pub mod manifest;
 pub mod meter;
@@ -40,6 +41,7 @@ pub mod profile;
 pub mod report;
 pub mod stage;
 pub mod stats;
+pub mod stream;
 
 pub use cascade::{Cascade, CascadeBuilder, Decision, StageRun};
 pub use confidence::{ExitRule, Metric, Summary, Threshold};

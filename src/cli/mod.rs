@@ -6,6 +6,7 @@ mod classify;
 mod data;
 mod eval;
 mod output;
+mod stream;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Measure each stage on this device and pick the exit threshold for a budget.
     Calibrate(calibrate::CalibrateArgs),
+    /// Classify a camera stream or raw/MJPEG frames from a file or pipe.
+    Stream(stream::StreamArgs),
     /// Measure the cascade against each of its models alone, in one run.
     Bench(bench::BenchArgs),
 }
@@ -187,6 +190,7 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
         Command::Classify(c) => classify::run(c),
         Command::Eval(e) => eval::run(e, args.threads),
         Command::Calibrate(c) => calibrate::run(c, args.threads),
+        Command::Stream(s) => stream::run(s),
         Command::Bench(b) => bench::run(b, args.threads),
     }
 }

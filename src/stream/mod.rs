@@ -1,0 +1,33 @@
+//! Classifying a camera stream with the cascade, within a per-frame deadline and a running
+//! cost budget.
+//!
+//! ```text
+//! source (reader thread) -> queue (newest frame wins) -> classifier -> Event
+//!                                                          |-- deadline: answer early
+//!                                                          `-- controller: move threshold
+//! ```
+//!
+//! - [`source`]: frames from a byte stream (raw formats, MJPEG via [`mjpeg`]) or a camera.
+//! - [`queue`]: the one-frame slot between the reader and the classifier.
+//! - [`classifier`]: one frame's bytes to one answer (the library core).
+//! - [`deadline`] and [`controller`]: the two real-time policies.
+//! - [`run`]: the whole stream, pulled one [`Event`] at a time; [`stats`] counts it.
+
+pub mod classifier;
+pub mod controller;
+pub mod deadline;
+pub mod mjpeg;
+pub mod queue;
+pub mod reader;
+pub mod run;
+pub mod source;
+pub mod stats;
+#[cfg(all(feature = "v4l", target_os = "linux"))]
+pub mod v4l;
+
+pub use classifier::{Answer, AnsweredBy, FrameOutcome, StreamClassifier};
+pub use controller::BudgetController;
+pub use deadline::Deadline;
+pub use queue::Policy;
+pub use run::{BudgetReport, Event, Stream, Summary};
+pub use source::{FrameSource, Unit};

@@ -1,0 +1,143 @@
+//! V4L2 cameras (`--device /dev/videoN`), behind the `v4l` cargo feature.
+//!
+//! The camera is asked for YUYV or MJPEG (what USB webcams and the Pi's V4L2 drivers offer
+//! without a converter); the driver may settle on another size, which is then used. Frames
+//! come from memory-mapped driver buffers and are copied once into the reader's buffer (row
+//! padding removed), so the queue and the converter treat them like frames from a pipe.
+
+use std::path::{Path, PathBuf};
+
+use v4l::buffer::Type;
+use v4l::io::mmap::Stream as MmapStream;
+use v4l::io::traits::CaptureStream;
+use v4l::video::Capture;
+use v4l::{Device, FourCC};
+
+use crate::error::{Error, Result};
+use crate::frame::{FrameFormat, FrameSize, PixelFormat};
+use crate::stream::source::{FrameSource, Unit};
+
+/// Driver buffers: enough to keep capturing while one frame is copied out.
+const BUFFERS: u32 = 4;
+
+/// A V4L2 capture device streaming frames.
+pub struct Camera {
+    path: PathBuf,
+    stream: MmapStream<'static>,
+    format: FrameFormat,
+    /// Bytes per row in the driver's buffers (YUYV may be padded).
+    stride: usize,
+}
+
+impl std::fmt::Debug for Camera {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Camera")
+            .field("path", &self.path)
+            .field("format", &self.format)
+            .finish()
+    }
+}
+
+impl Camera {
+    /// Opens `path` and asks for `pixel` (YUYV or MJPEG; MJPEG when not given) at `size`
+    /// (the driver's current size when not given).
+    pub fn open(
+        path: &Path,
+        pixel: Option<PixelFormat>,
+        size: Option<FrameSize>,
+    ) -> Result<Camera> {
+        let io = |e: std::io::Error| Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        let pixel = pixel.unwrap_or(PixelFormat::Mjpeg);
+        let fourcc = match pixel {
+            PixelFormat::Mjpeg => FourCC::new(b"MJPG"),
+            PixelFormat::Yuyv => FourCC::new(b"YUYV"),
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "--device captures yuyv or mjpeg, not {other}"
+                )))
+            }
+        };
+        let device = Device::with_path(path).map_err(io)?;
+        let mut want = device.format().map_err(io)?;
+        want.fourcc = fourcc;
+        if let Some(s) = size {
+            want.width = s.width;
+            want.height = s.height;
+        }
+        let got = device.set_format(&want).map_err(io)?;
+        if got.fourcc != fourcc {
+            return Err(Error::InvalidArgument(format!(
+                "{}: the camera offers {} instead of {}; try --pix-fmt {}",
+                path.display(),
+                got.fourcc,
+                fourcc,
+                if pixel == PixelFormat::Mjpeg {
+                    "yuyv"
+                } else {
+                    "mjpeg"
+                }
+            )));
+        }
+        if size.is_some_and(|s| (s.width, s.height) != (got.width, got.height)) {
+            log::warn!(
+                "{}: the camera gives {}x{} instead of the size asked for",
+                path.display(),
+                got.width,
+                got.height
+            );
+        }
+        let frame_size = FrameSize::new(got.width, got.height)?;
+        let format = FrameFormat::new(pixel, Some(frame_size))?;
+        let stream = MmapStream::with_buffers(&device, Type::VideoCapture, BUFFERS).map_err(io)?;
+        Ok(Camera {
+            path: path.to_path_buf(),
+            stream,
+            format,
+            stride: (got.stride as usize).max(2 * got.width as usize),
+        })
+    }
+}
+
+impl FrameSource for Camera {
+    fn next(&mut self, buf: &mut Vec<u8>) -> Result<Unit> {
+        buf.clear();
+        let (data, meta) = self.stream.next().map_err(|e| Error::Io {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        let used = (meta.bytesused as usize).min(data.len());
+        let data = &data[..used];
+        if meta.flags.contains(v4l::buffer::Flags::ERROR) {
+            return Ok(Unit::Bad(format!(
+                "the driver marked frame {} as corrupt",
+                meta.sequence
+            )));
+        }
+        match self.format.pixel {
+            PixelFormat::Yuyv => {
+                let size = self
+                    .format
+                    .size
+                    .map_or((0, 0), |s| (s.width as usize, s.height as usize));
+                let row = 2 * size.0;
+                if used < self.stride * (size.1 - 1) + row {
+                    return Ok(Unit::Bad(format!(
+                        "short frame from the camera: {used} bytes"
+                    )));
+                }
+                for y in 0..size.1 {
+                    buf.extend_from_slice(&data[y * self.stride..y * self.stride + row]);
+                }
+            }
+            _ => buf.extend_from_slice(data),
+        }
+        Ok(Unit::Frame)
+    }
+
+    fn format(&self) -> FrameFormat {
+        self.format
+    }
+}
