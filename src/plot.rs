@@ -6,25 +6,19 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::report::Point;
 
-/// One labelled point.
-pub struct Marker<'a> {
-    pub label: &'a str,
-    pub cost: f64,
-    pub accuracy: f64,
-    /// The measured cascade is drawn differently from models alone.
-    pub is_cascade: bool,
-}
-
-/// Writes `accuracy (%) vs cost` to `path` as SVG.
+/// Writes `accuracy (%) vs cost` to `path` as SVG: `curve` as a line, every `measured`
+/// point as a labelled dot, the one named `highlight` (the cascade) in red.
 pub fn accuracy_vs_cost(
     path: &Path,
     title: &str,
     cost_label: &str,
-    curve: &[(f64, f64)],
-    markers: &[Marker<'_>],
+    curve: &[Point],
+    measured: &[Point],
+    highlight: &str,
 ) -> Result<()> {
-    draw(path, title, cost_label, curve, markers)
+    draw(path, title, cost_label, curve, measured, highlight)
         .map_err(|e| Error::InvalidArgument(format!("cannot draw {}: {e}", path.display())))
 }
 
@@ -32,17 +26,12 @@ fn draw(
     path: &Path,
     title: &str,
     cost_label: &str,
-    curve: &[(f64, f64)],
-    markers: &[Marker<'_>],
+    curve: &[Point],
+    measured: &[Point],
+    highlight: &str,
 ) -> std::result::Result<(), Box<dyn std::error::Error>> {
-    let xs = curve
-        .iter()
-        .map(|p| p.0)
-        .chain(markers.iter().map(|m| m.cost));
-    let ys = curve
-        .iter()
-        .map(|p| p.1)
-        .chain(markers.iter().map(|m| m.accuracy));
+    let xs = curve.iter().chain(measured).map(|p| p.cost);
+    let ys = curve.iter().chain(measured).map(|p| p.accuracy);
     let (x_min, x_max) = bounds(xs);
     let (y_min, y_max) = bounds(ys);
     let x_pad = (x_max - x_min).max(1e-6) * 0.08;
@@ -67,22 +56,23 @@ fn draw(
         .draw()?;
     chart
         .draw_series(LineSeries::new(
-            curve.iter().map(|&(c, a)| (c, 100.0 * a)),
+            curve.iter().map(|p| (p.cost, 100.0 * p.accuracy)),
             BLUE.stroke_width(2),
         ))?
         .label("cascade, threshold sweep (derived from per-model runs)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
-    for m in markers {
-        let color = if m.is_cascade { RED } else { BLACK };
+    for m in measured {
+        let is_cascade = m.name == highlight;
+        let color = if is_cascade { RED } else { BLACK };
         let at = (m.cost, 100.0 * m.accuracy);
         // The cascade's label goes above its point, the models' below, so that points
         // close together keep readable labels.
-        let dy = if m.is_cascade { -22 } else { 8 };
+        let dy = if is_cascade { -22 } else { 8 };
         chart.draw_series(std::iter::once(
             EmptyElement::at(at)
                 + Circle::new((0, 0), 6, color.filled())
                 + Text::new(
-                    m.label.to_string(),
+                    m.name.clone(),
                     (8, dy),
                     ("sans-serif", 15).into_font().color(&color),
                 ),

@@ -9,7 +9,7 @@ use cascade::bench::{self, BenchPlan, BenchResult, Figures, Input};
 use cascade::board::Board;
 use cascade::decode::decode_file;
 use cascade::meter::detect_system;
-use cascade::plot::{self, Marker};
+use cascade::plot;
 use cascade::profile::{cpu_model, now_rfc3339, sha256_file, Profile};
 use cascade::report::{Comparison, Point};
 use cascade::{Metric, ModelSpec, Threads, Threshold};
@@ -127,12 +127,6 @@ pub fn run(args: BenchArgs, threads: Threads) -> CliResult<ExitCode> {
     )?;
     write(&args.out.join("bench.csv"), &configs_csv(&result))?;
     write(&args.out.join("curve.csv"), &curve_csv(&result))?;
-    let markers = |pts: &[Point]| -> Vec<(String, f64, f64, bool)> {
-        pts.iter()
-            .map(|p| (p.name.clone(), p.cost, p.accuracy, p.name == "cascade"))
-            .collect()
-    };
-    let lat_markers = markers(&latency);
     plot::accuracy_vs_cost(
         &args.out.join("accuracy_vs_latency.svg"),
         &format!(
@@ -141,47 +135,24 @@ pub fn run(args: BenchArgs, threads: Threads) -> CliResult<ExitCode> {
             cpu_model()
         ),
         "mean latency per image (ms)",
-        &curve_lat
-            .iter()
-            .map(|p| (p.cost, p.accuracy))
-            .collect::<Vec<_>>(),
-        &lat_markers
-            .iter()
-            .map(|(l, c, a, k)| Marker {
-                label: l,
-                cost: *c,
-                accuracy: *a,
-                is_cascade: *k,
-            })
-            .collect::<Vec<_>>(),
+        &curve_lat,
+        &latency,
+        "cascade",
     )?;
     if !curve_energy.is_empty() {
-        let e_markers = markers(&energy);
         let estimate = cascade_fig.energy.as_ref().is_some_and(|e| e.estimate);
+        let note = if estimate {
+            " (board model estimate)"
+        } else {
+            ""
+        };
         plot::accuracy_vs_cost(
             &args.out.join("accuracy_vs_energy.svg"),
-            &format!(
-                "Accuracy vs energy per image{}",
-                if estimate {
-                    " (board model estimate)"
-                } else {
-                    ""
-                }
-            ),
+            &format!("Accuracy vs energy per image{note}"),
             "energy per image (mJ)",
-            &curve_energy
-                .iter()
-                .map(|p| (p.cost, p.accuracy))
-                .collect::<Vec<_>>(),
-            &e_markers
-                .iter()
-                .map(|(l, c, a, k)| Marker {
-                    label: l,
-                    cost: *c,
-                    accuracy: *a,
-                    is_cascade: *k,
-                })
-                .collect::<Vec<_>>(),
+            &curve_energy,
+            &energy,
+            "cascade",
         )?;
     }
     eprintln!(
