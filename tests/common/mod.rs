@@ -1,7 +1,9 @@
-//! Paths shared by the integration tests.
+//! Paths and runners shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 use cascade::dataset::Dataset;
 use cascade::labels::Labels;
@@ -43,4 +45,56 @@ pub fn assert_fails_with(out: &std::process::Output, needle: &str) {
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
     assert_eq!(errors.len(), 1, "one error line expected: {stderr}");
     assert!(errors[0].contains(needle), "{needle:?} not in {stderr:?}");
+}
+
+/// Runs the `cascade` binary on one thread, with no standard input.
+pub fn cascade(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .args(["--threads", "1"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs")
+}
+
+/// [`cascade`], asserting a successful run.
+pub fn cascade_ok(args: &[&str]) -> Output {
+    let out = cascade(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A path as a command-line argument.
+pub fn arg(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// A bundled model's path as a command-line argument.
+pub fn model_arg(name: &str) -> String {
+    arg(&model(name)).to_string()
+}
+
+/// Runs the binary, reads one byte of its standard output and hangs up, as `| head -c1`
+/// would; the run must still end successfully, without a panic.
+pub fn assert_closed_stdout_is_success(args: &[&str]) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .args(["--threads", "1"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).expect("some output");
+    drop(stdout);
+    let out = child.wait_with_output().expect("the binary ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
 }

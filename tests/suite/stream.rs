@@ -1,7 +1,7 @@
 //! `cascade stream` end to end: MJPEG and raw frames from files and pipes, through the real
 //! models, with corrupt frames, drops, deadlines, budgets, Ctrl-C and a closed stdout.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -10,22 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn cascade(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .args(["--threads", "1"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("the binary runs")
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-fn model(name: &str) -> String {
-    p(&common::model(name)).to_string()
-}
+use common::{arg as p, cascade, model_arg as model};
 
 fn image(name: &str) -> PathBuf {
     common::sample_dir().join(name)
@@ -512,28 +497,17 @@ fn closed_stdout_ends_the_stream_with_success() {
     let tench = std::fs::read(image("n01440764_tench.JPEG")).unwrap();
     let file = dir.path().join("many.mjpeg");
     std::fs::write(&file, tench.repeat(30)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .args([
-            "--threads",
-            "1",
-            "stream",
-            "--pix-fmt",
-            "mjpeg",
-            "--no-drop",
-        ])
-        .args(["--input", p(&file), "--model", &model("efficientnet-lite0")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 1];
-    stdout.read_exact(&mut first).unwrap();
-    drop(stdout);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(out.status.success(), "{stderr}");
+    let lite0 = model("efficientnet-lite0");
+    common::assert_closed_stdout_is_success(&[
+        "stream",
+        "--pix-fmt",
+        "mjpeg",
+        "--no-drop",
+        "--input",
+        p(&file),
+        "--model",
+        &lite0,
+    ]);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The bundled models on the shared ImageNet images: they load, classify, and reach the
 //! accuracy `models/README.md` claims (so a broken export or preprocessing fails CI).
 
-mod common;
+use crate::common;
 
 use cascade::eval::evaluate;
 use cascade::{Cascade, LoadOptions, ModelSpec};

@@ -1,31 +1,17 @@
 //! `cascade bench` end to end on a few shared images: every output file exists, parses and
 //! agrees with `eval` at the same threshold.
 
-mod common;
+use crate::common;
 
-use std::process::Command;
-
-fn run(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .args(["--threads", "1"])
-        .args(args)
-        .output()
-        .expect("the binary runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use common::cascade_ok as run;
 
 #[test]
 fn bench_outputs_exist_parse_and_agree_with_eval() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("bench");
     let (l0, l2) = (
-        common::model("efficientnet-lite0").display().to_string(),
-        common::model("efficientnet-lite2").display().to_string(),
+        common::model_arg("efficientnet-lite0"),
+        common::model_arg("efficientnet-lite2"),
     );
     let data = common::sample_dir().display().to_string();
     let stages = ["--stage", &l0, "--stage", &l2, "--threshold", "0.7"];

@@ -1,6 +1,6 @@
 //! The cascade against the real models on shared images: exits, predictions, laziness.
 
-mod common;
+use crate::common;
 
 use cascade::decode::{decode_file, RgbImage};
 use cascade::{Cascade, CascadeBuilder, LoadOptions, Metric, ModelSpec, Summary, Threshold};

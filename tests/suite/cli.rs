@@ -1,26 +1,11 @@
 //! The `cascade` binary on bad input: a clear one-line error, a non-zero exit, no panic.
 
-mod common;
+use crate::common;
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn cascade(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .args(["--threads", "1"])
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
-use common::assert_fails_with;
+use common::{arg as p, assert_fails_with, cascade};
 
 fn lite0() -> String {
-    p(&common::model("efficientnet-lite0")).to_string()
+    common::model_arg("efficientnet-lite0")
 }
 
 fn tench() -> String {
@@ -150,7 +135,7 @@ fn empty_data_folder() {
 
 #[test]
 fn zero_threads() {
-    let out = Command::new(env!("CARGO_BIN_EXE_cascade"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
         .args(["--threads", "0", "classify", "--model", &lite0(), &tench()])
         .output()
         .unwrap();
@@ -241,30 +226,8 @@ fn unreadable_later_stage_is_reported_when_needed_or_by_check() {
 
 #[test]
 fn closed_stdout_is_not_an_error() {
-    use std::io::Read;
-    use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .args([
-            "--threads",
-            "1",
-            "classify",
-            "--model",
-            &lite0(),
-            &tench(),
-            &tench(),
-            &tench(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Read one byte, then hang up, as `| head -c1` would.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut first = [0u8; 1];
-    stdout.read_exact(&mut first).unwrap();
-    drop(stdout);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(out.status.success(), "{stderr}");
+    let (model, tench) = (lite0(), tench());
+    common::assert_closed_stdout_is_success(&[
+        "classify", "--model", &model, &tench, &tench, &tench,
+    ]);
 }

@@ -1,19 +1,11 @@
 //! `cascade calibrate` end to end on a few shared images, and its input checks.
 
-mod common;
+use crate::common;
 
-use std::process::{Command, Output};
-
-fn cascade(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .args(["--threads", "1"])
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
+use common::cascade;
 
 fn path(name: &str) -> String {
-    common::model(name).display().to_string()
+    common::model_arg(name)
 }
 
 fn data() -> String {

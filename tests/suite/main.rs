@@ -1,0 +1,13 @@
+//! The integration tests, linked into one binary: each test binary statically links tract,
+//! so one binary instead of six saves minutes of linking and gigabytes of disk in CI.
+//! `tests/arch.rs` stays apart because it alone is also built and run for aarch64.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod bench;
+mod calibrate;
+mod cascade;
+mod cli;
+mod models;
+mod stream;
