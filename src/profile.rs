@@ -186,6 +186,14 @@ impl Profile {
     pub fn stage_latencies_ms(&self) -> Vec<f64> {
         self.stages.iter().map(|s| s.latency.mean_ms).collect()
     }
+
+    /// Each stage's energy per run (mJ), when every stage has one.
+    pub fn stage_energies_mj(&self) -> Option<Vec<f64>> {
+        self.stages
+            .iter()
+            .map(|s| s.energy.as_ref().map(|e| e.total_mj))
+            .collect()
+    }
 }
 
 fn short(hash: &str) -> &str {

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cascade::calibrate::Budget;
 use cascade::frame::{FrameFormat, FrameSize, PixelFormat};
 use cascade::profile::Profile;
 use cascade::stream::{
@@ -54,6 +55,10 @@ pub struct StreamArgs {
     /// threshold along the profile's curve as the scenes change. Needs --profile.
     #[arg(long, value_name = "MS")]
     pub budget_ms: Option<f64>,
+    /// Like --budget-ms, for the mean energy per frame, counted from the profile's
+    /// measured energy per run of each stage. Needs a profile with stage energies.
+    #[arg(long, value_name = "MJ", conflicts_with = "budget_ms")]
+    pub budget_mj: Option<f64>,
     /// Print statistics on stderr this often (0: only at the end).
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     pub stats_every: f64,
@@ -160,6 +165,7 @@ fn load_profile(args: &StreamArgs) -> CliResult<Option<Profile>> {
     let needs = [
         ("--deadline-ms", args.deadline_ms.is_some()),
         ("--budget-ms", args.budget_ms.is_some()),
+        ("--budget-mj", args.budget_mj.is_some()),
     ];
     match &args.stages.profile {
         Some(path) => Ok(Some(Profile::load(path)?)),
@@ -223,22 +229,29 @@ fn classifier(
     if let Some(d) = args.deadline_ms {
         c = c.with_deadline(Deadline::from_profile(d, profile)?);
     }
-    if let Some(b) = args.budget_ms {
-        let controller = BudgetController::from_curve_ms(
-            &profile.curve,
-            &profile.stage_latencies_ms(),
-            profile.threshold,
-            b,
-        )?;
-        c = c.with_controller(controller);
+    let energy = profile.stage_energies_mj();
+    if let Some(energy) = &energy {
+        c = c.with_stage_energy(energy.clone())?;
     }
-    let energy: Option<Vec<f64>> = profile
-        .stages
-        .iter()
-        .map(|s| s.energy.as_ref().map(|e| e.total_mj))
-        .collect();
-    if let Some(energy) = energy {
-        c = c.with_stage_energy(energy)?;
+    let budget = match (args.budget_ms, args.budget_mj) {
+        (Some(ms), _) => Some(Budget::latency_ms(ms)?),
+        (None, Some(mj)) => Some(Budget::energy_mj(mj)?),
+        (None, None) => None,
+    };
+    if let Some(budget) = budget {
+        let stage_costs = match budget {
+            Budget::LatencyMs(_) => profile.stage_latencies_ms(),
+            Budget::EnergyMj(_) => energy.ok_or_else(|| {
+                invalid(
+                    "--budget-mj needs a profile with each stage's energy; calibrate it with \
+                     --board (a power model) or on a board with a power meter"
+                        .into(),
+                )
+            })?,
+        };
+        let controller =
+            BudgetController::from_curve(&profile.curve, &stage_costs, profile.threshold, budget)?;
+        c = c.with_controller(controller)?;
     }
     Ok(c)
 }
@@ -337,12 +350,12 @@ fn summary_text(s: &Summary, classifier: &StreamClassifier) -> String {
         s.mean_ms, s.p95_ms, s.mean_age_ms, s.p95_age_ms
     );
     if let Some(b) = s.budget {
+        let (limit, unit) = (b.budget.value(), b.budget.unit());
         out += &format!(
-            "  budget: running mean {:.2} ms per frame against {:.2} ms ({:+.1}%), recent {:.2} ms, threshold {:.3}\n",
-            b.running_mean_ms,
-            b.budget_ms,
-            100.0 * (b.running_mean_ms / b.budget_ms - 1.0),
-            b.recent_mean_ms,
+            "  budget: running mean {:.2} {unit} per frame against {limit:.2} {unit} ({:+.1}%), recent {:.2} {unit}, threshold {:.3}\n",
+            b.running_mean,
+            100.0 * (b.running_mean / limit - 1.0),
+            b.recent_mean,
             b.threshold
         );
     }

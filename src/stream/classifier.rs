@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::calibrate::Budget;
 use crate::cascade::{Cascade, Decision, MAX_STAGES};
 use crate::confidence::Threshold;
 use crate::error::{Error, Result};
@@ -44,7 +45,7 @@ pub struct Answer {
     pub threshold: Option<f32>,
     /// From the frame's arrival to its answer, including the wait for the cascade.
     pub age: Duration,
-    /// Compute time of the executed stages, ms: the cost the budget is about.
+    /// Compute time of the executed stages, ms: the cost a time budget is about.
     pub cost_ms: f64,
     /// Energy of the executed stages from the profile's per-stage figures, if known.
     pub energy_mj: Option<f64>,
@@ -85,10 +86,19 @@ impl StreamClassifier {
         self
     }
 
-    /// Lets `controller` set the exit threshold before every frame.
-    pub fn with_controller(mut self, controller: BudgetController) -> StreamClassifier {
+    /// Lets `controller` set the exit threshold before every frame. An energy budget needs
+    /// the stages' energy first ([`StreamClassifier::with_stage_energy`]): a frame's energy
+    /// is the sum of its executed stages' measured energy per run.
+    pub fn with_controller(mut self, controller: BudgetController) -> Result<StreamClassifier> {
+        if matches!(controller.budget(), Budget::EnergyMj(_)) && self.stage_energy_mj.is_none() {
+            return Err(Error::InvalidArgument(
+                "an energy budget needs each stage's measured energy; calibrate the profile \
+                 on a board with a power meter or a power model (--board)"
+                    .into(),
+            ));
+        }
         self.controller = Some(controller);
-        self
+        Ok(self)
     }
 
     /// Energy per run of each stage (mJ), to report each frame's energy.
@@ -153,8 +163,19 @@ impl StreamClassifier {
         })?;
         let age = arrival.elapsed();
         let cost_ms = decision.compute_time().as_secs_f64() * 1e3;
+        let energy_mj: Option<f64> = self.stage_energy_mj.as_ref().map(|e| {
+            decision
+                .stages
+                .iter()
+                .map(|s| e.get(s.stage).copied().unwrap_or(0.0))
+                .sum()
+        });
         if let Some(c) = &mut self.controller {
-            c.observe(cost_ms);
+            // with_controller made sure the energy is known for an energy budget.
+            c.observe(match c.budget() {
+                Budget::LatencyMs(_) => cost_ms,
+                Budget::EnergyMj(_) => energy_mj.unwrap_or(0.0),
+            });
         }
         let answered_by = if decision.cut_short {
             AnsweredBy::Deadline
@@ -163,13 +184,6 @@ impl StreamClassifier {
         } else {
             AnsweredBy::Confident
         };
-        let energy_mj = self.stage_energy_mj.as_ref().map(|e| {
-            decision
-                .stages
-                .iter()
-                .map(|s| e.get(s.stage).copied().unwrap_or(0.0))
-                .sum()
-        });
         Ok(FrameOutcome::Answered(Box::new(Answer {
             decision,
             answered_by,
@@ -178,5 +192,66 @@ impl StreamClassifier {
             cost_ms,
             energy_mj,
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cascade::CascadeBuilder;
+    use crate::frame::{FrameSize, PixelFormat};
+    use crate::model::ModelSpec;
+
+    /// Two copies of the 10-class fixture, every input deferred (threshold 1).
+    fn classifier() -> StreamClassifier {
+        let tiny = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/tiny-10class.onnx"
+        );
+        let cascade = CascadeBuilder::new()
+            .stage(ModelSpec::new(tiny))
+            .stage(ModelSpec::new(tiny))
+            .threshold(Threshold::new(1.0).unwrap())
+            .build()
+            .unwrap();
+        let size = FrameSize::new(8, 6).unwrap();
+        StreamClassifier::new(
+            cascade,
+            FrameFormat::new(PixelFormat::Rgb24, Some(size)).unwrap(),
+        )
+    }
+
+    fn energy_controller() -> BudgetController {
+        let curve = [(0.0, 10.0), (1.0, 40.0)];
+        BudgetController::new(&curve, 1.0, Budget::energy_mj(25.0).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn an_energy_budget_needs_stage_energy_and_counts_it_per_frame() {
+        assert!(classifier().with_controller(energy_controller()).is_err());
+        assert!(classifier().with_stage_energy(vec![10.0]).is_err());
+
+        let mut c = classifier()
+            .with_stage_energy(vec![10.0, 30.0])
+            .unwrap()
+            .with_controller(energy_controller())
+            .unwrap();
+        let frame = [128u8; 8 * 6 * 3];
+        let FrameOutcome::Answered(answer) = c.classify(&frame, Instant::now()).unwrap() else {
+            panic!("a valid frame");
+        };
+        // Threshold 1 defers to the last stage: both stages ran, 10 + 30 mJ.
+        assert_eq!(answer.answered_by, AnsweredBy::LastStage);
+        assert_eq!(answer.energy_mj, Some(40.0));
+        let controller = c.controller().unwrap();
+        assert_eq!(controller.running_mean(), 40.0, "the energy, not the time");
+        assert!(
+            controller.threshold() < 1.0,
+            "over budget: exits move earlier"
+        );
+
+        // A frame of the wrong length is skipped, not an error.
+        let short = c.classify(&frame[1..], Instant::now()).unwrap();
+        assert!(matches!(short, FrameOutcome::Unreadable(_)));
     }
 }

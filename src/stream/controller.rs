@@ -14,7 +14,7 @@
 //! drift, as long as the budget is reachable at all (between the costs of exiting
 //! everything at the first stage and deferring everything).
 
-use crate::calibrate::CurvePoint;
+use crate::calibrate::{Budget, CurvePoint};
 use crate::error::{Error, Result};
 
 /// Default integral gain: the threshold responds to a lasting error within about
@@ -27,7 +27,7 @@ const RECENT_WEIGHT: f64 = 1.0 / 64.0;
 /// Online threshold controller for a per-frame cost budget (see the module docs).
 #[derive(Debug, Clone)]
 pub struct BudgetController {
-    budget: f64,
+    budget: Budget,
     gain: f64,
     /// `(threshold, cost)`, thresholds ascending, costs made non-decreasing.
     curve: Vec<(f32, f64)>,
@@ -43,12 +43,7 @@ impl BudgetController {
     /// A controller over `curve` (threshold, expected cost per frame in the budget's unit)
     /// that starts at threshold `start`. Its correction starts where the curve puts
     /// `start`, so the first frames run exactly at the calibrated threshold.
-    pub fn new(curve: &[(f32, f64)], start: f32, budget: f64) -> Result<BudgetController> {
-        if !(budget.is_finite() && budget > 0.0) {
-            return Err(Error::InvalidArgument(format!(
-                "--budget-ms must be a positive number, got {budget}"
-            )));
-        }
+    pub fn new(curve: &[(f32, f64)], start: f32, budget: Budget) -> Result<BudgetController> {
         let mut points: Vec<(f32, f64)> = curve
             .iter()
             .copied()
@@ -76,40 +71,44 @@ impl BudgetController {
             total: 0.0,
             recent: 0.0,
         };
-        c.offset = c.clamp_offset(budget - c.cost_at(start));
+        c.offset = c.clamp_offset(c.limit() - c.cost_at(start));
         let cheapest = c.curve[0].1;
-        if budget < cheapest {
+        if c.limit() < cheapest {
+            let unit = budget.unit();
             log::warn!(
-                "budget {budget:.2} is below the cost of answering every frame at the first stage ({cheapest:.2}); the stream will run over it"
+                "budget {:.2} {unit} is below the cost of answering every frame at the first stage ({cheapest:.2} {unit}); the stream will run over it",
+                c.limit()
             );
         }
         Ok(c)
     }
 
-    /// The controller for a profile's curve, with costs in milliseconds from each stage's
-    /// measured latency and the share of inputs reaching it (the curve's own
-    /// `expected_cost` may be in millijoules, for a profile calibrated on energy).
-    pub fn from_curve_ms(
+    /// The controller for a profile's curve, with each point's cost computed from the share
+    /// of inputs reaching each stage and `stage_costs`, the cost of one run of each stage in
+    /// the budget's unit (measured latency for a time budget, measured energy for an energy
+    /// budget). The curve's own `expected_cost` is not used: it is in whatever unit the
+    /// profile was calibrated for, which need not be the stream's.
+    pub fn from_curve(
         curve: &[CurvePoint],
-        stage_ms: &[f64],
+        stage_costs: &[f64],
         start: f32,
-        budget_ms: f64,
+        budget: Budget,
     ) -> Result<BudgetController> {
         let points = curve
             .iter()
             .map(|p| {
-                if p.reach.len() != stage_ms.len() {
+                if p.reach.len() != stage_costs.len() {
                     return Err(Error::InvalidArgument(format!(
                         "the profile's curve covers {} stages but it has {}",
                         p.reach.len(),
-                        stage_ms.len()
+                        stage_costs.len()
                     )));
                 }
-                let ms = p.reach.iter().zip(stage_ms).map(|(r, c)| r * c).sum();
-                Ok((p.threshold, ms))
+                let cost = p.reach.iter().zip(stage_costs).map(|(r, c)| r * c).sum();
+                Ok((p.threshold, cost))
             })
             .collect::<Result<Vec<_>>>()?;
-        BudgetController::new(&points, start, budget_ms)
+        BudgetController::new(&points, start, budget)
     }
 
     /// Sets the integral gain (0 < gain <= 1).
@@ -141,8 +140,13 @@ impl BudgetController {
         } else {
             self.recent + RECENT_WEIGHT * (cost - self.recent)
         };
-        self.offset = self.clamp_offset(self.offset + self.gain * (cost - self.budget));
-        self.threshold = self.threshold_for(self.budget - self.offset);
+        self.offset = self.clamp_offset(self.offset + self.gain * (cost - self.limit()));
+        self.threshold = self.threshold_for(self.limit() - self.offset);
+    }
+
+    /// The budget's value, in its unit.
+    fn limit(&self) -> f64 {
+        self.budget.value()
     }
 
     /// Keeps the aim `budget - offset` within the curve's costs, so the correction never
@@ -150,7 +154,7 @@ impl BudgetController {
     fn clamp_offset(&self, offset: f64) -> f64 {
         let lo = self.curve[0].1;
         let hi = self.curve[self.curve.len() - 1].1;
-        offset.clamp(self.budget - hi, self.budget - lo)
+        offset.clamp(self.limit() - hi, self.limit() - lo)
     }
 
     /// The curve's expected cost at threshold `t` (linear between points).
@@ -185,7 +189,8 @@ impl BudgetController {
         }
     }
 
-    pub fn budget(&self) -> f64 {
+    /// The budget, with its unit: the cost [`BudgetController::observe`] expects.
+    pub fn budget(&self) -> Budget {
         self.budget
     }
 
@@ -217,6 +222,10 @@ mod tests {
     const C0: f64 = 10.0;
     const C1: f64 = 30.0;
     const BUDGET: f64 = 20.0;
+
+    fn ms(v: f64) -> Budget {
+        Budget::latency_ms(v).unwrap()
+    }
 
     /// A deterministic stream of uniform numbers in [0, 1) (Numerical Recipes' LCG).
     struct Lcg(u64);
@@ -269,7 +278,7 @@ mod tests {
     #[test]
     fn holds_the_budget_when_hard_frames_jump_from_10_to_50_percent() {
         let curve = calibrated();
-        let mut c = BudgetController::new(&curve, 0.63, BUDGET).unwrap();
+        let mut c = BudgetController::new(&curve, 0.63, ms(BUDGET)).unwrap();
         let mut rng = Lcg(2024);
         const HALF: usize = 1500;
         const SETTLE: usize = 200;
@@ -310,7 +319,7 @@ mod tests {
     fn the_fixed_calibrated_threshold_would_overspend() {
         // The same drift without the controller: the point of having one.
         let curve = calibrated();
-        let c = BudgetController::new(&curve, 0.63, BUDGET).unwrap();
+        let c = BudgetController::new(&curve, 0.63, ms(BUDGET)).unwrap();
         let mut rng = Lcg(2024);
         let costs: Vec<f64> = (0..1000)
             .map(|_| {
@@ -327,7 +336,8 @@ mod tests {
 
     #[test]
     fn curve_lookup_interpolates_and_clamps() {
-        let c = BudgetController::new(&[(0.0, 10.0), (0.5, 20.0), (1.0, 40.0)], 0.5, 20.0).unwrap();
+        let curve = [(0.0, 10.0), (0.5, 20.0), (1.0, 40.0)];
+        let c = BudgetController::new(&curve, 0.5, ms(20.0)).unwrap();
         assert_eq!(c.threshold(), 0.5);
         assert_eq!(c.threshold_for(15.0), 0.25);
         assert_eq!(c.threshold_for(30.0), 0.75);
@@ -337,13 +347,13 @@ mod tests {
         assert_eq!(c.cost_at(2.0), 40.0);
         // A flat stretch: the highest threshold at that cost (more accuracy for free).
         let flat =
-            BudgetController::new(&[(0.0, 10.0), (0.4, 10.0), (1.0, 40.0)], 0.0, 20.0).unwrap();
+            BudgetController::new(&[(0.0, 10.0), (0.4, 10.0), (1.0, 40.0)], 0.0, ms(20.0)).unwrap();
         assert!((flat.threshold_for(10.0) - 0.4).abs() < 1e-6);
     }
 
     #[test]
     fn unreachable_budget_does_not_wind_up() {
-        let mut c = BudgetController::new(&[(0.0, 10.0), (1.0, 40.0)], 0.5, 5.0).unwrap();
+        let mut c = BudgetController::new(&[(0.0, 10.0), (1.0, 40.0)], 0.5, ms(5.0)).unwrap();
         for _ in 0..10_000 {
             c.observe(10.0);
         }
@@ -356,25 +366,25 @@ mod tests {
     }
 
     #[test]
-    fn costs_from_reach_and_stage_latency() {
+    fn costs_from_reach_and_stage_costs() {
         let point = |t: f32, deferral: f64| CurvePoint {
             threshold: t,
             accuracy: 0.8,
             reach: vec![1.0, deferral],
             deferral,
-            expected_cost: 999.0, // millijoules, say: not used
+            expected_cost: 999.0, // in the calibration's unit: not used
         };
-        let c = BudgetController::from_curve_ms(
-            &[point(0.0, 0.0), point(1.0, 1.0)],
-            &[10.0, 30.0],
-            0.0,
-            25.0,
-        )
-        .unwrap();
+        let curve = [point(0.0, 0.0), point(1.0, 1.0)];
+        let c = BudgetController::from_curve(&curve, &[10.0, 30.0], 0.0, ms(25.0)).unwrap();
         assert_eq!(c.cost_at(0.5), 25.0);
         assert_eq!(c.threshold_for(25.0), 0.5);
-        assert!(BudgetController::from_curve_ms(&[point(0.0, 0.0)], &[10.0], 0.0, 25.0).is_err());
-        assert!(BudgetController::new(&[(0.0, 1.0)], 0.0, -1.0).is_err());
-        assert!(BudgetController::new(&[], 0.0, 1.0).is_err());
+        // The same curve with per-stage energy: the budget's unit picks the stage costs.
+        let mj = Budget::energy_mj(300.0).unwrap();
+        let e = BudgetController::from_curve(&curve, &[100.0, 400.0], 0.0, mj).unwrap();
+        assert_eq!(e.budget(), mj);
+        assert_eq!(e.cost_at(0.5), 300.0);
+        assert_eq!(e.threshold_for(300.0), 0.5);
+        assert!(BudgetController::from_curve(&[point(0.0, 0.0)], &[10.0], 0.0, ms(25.0)).is_err());
+        assert!(BudgetController::new(&[], 0.0, ms(1.0)).is_err());
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::calibrate::Budget;
 use crate::error::Result;
 use crate::stream::classifier::{Answer, FrameOutcome, StreamClassifier};
 use crate::stream::queue::{Frame, FrameQueue, Note, Policy, Take};
@@ -39,11 +40,11 @@ pub enum Event {
 /// The running mean cost against the budget.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BudgetReport {
-    pub budget_ms: f64,
-    /// Mean cost per classified frame since the start.
-    pub running_mean_ms: f64,
+    pub budget: Budget,
+    /// Mean cost per classified frame since the start, in the budget's unit.
+    pub running_mean: f64,
     /// Mean over about the last 64 frames.
-    pub recent_mean_ms: f64,
+    pub recent_mean: f64,
     /// The threshold the next frame will use.
     pub threshold: f32,
 }
@@ -227,9 +228,9 @@ impl Stream {
             p95_age_ms: s.age.percentile_ms(95.0),
             mean_energy_mj: s.mean_energy_mj(),
             budget: self.classifier.controller().map(|c| BudgetReport {
-                budget_ms: c.budget(),
-                running_mean_ms: c.running_mean(),
-                recent_mean_ms: c.recent_mean(),
+                budget: c.budget(),
+                running_mean: c.running_mean(),
+                recent_mean: c.recent_mean(),
                 threshold: c.threshold(),
             }),
         }

@@ -302,10 +302,13 @@ fn frames_faster_than_the_cascade_keep_the_newest_and_count_drops() {
 }
 
 /// A profile for Lite0 -> Lite2 as `cascade calibrate` would write it, with made-up
-/// measurements: Lite0 10 ms, Lite2 30 ms, and a straight curve between them.
-fn profile(dir: &Path, threshold: f32) -> PathBuf {
+/// measurements: Lite0 10 ms and 100 mJ, Lite2 30 ms and 300 mJ (energy only `with_energy`),
+/// and a straight curve between them.
+fn profile(dir: &Path, threshold: f32, with_energy: bool) -> PathBuf {
     use cascade::calibrate::{Budget, CurvePoint, Reference, Target};
-    use cascade::profile::{sha256_file, Calibration, MeasuredLatency, Profile, ProfileStage};
+    use cascade::profile::{
+        sha256_file, Calibration, MeasuredEnergy, MeasuredLatency, Profile, ProfileStage,
+    };
     let stage = |name: &str, ms: f64| {
         let path = common::model(name);
         ProfileStage {
@@ -319,7 +322,13 @@ fn profile(dir: &Path, threshold: f32) -> PathBuf {
                 p50_ms: ms,
                 p95_ms: ms,
             },
-            energy: None,
+            energy: with_energy.then(|| MeasuredEnergy {
+                meter: "test".into(),
+                estimate: true,
+                total_mj: 10.0 * ms,
+                above_idle_mj: 5.0 * ms,
+                idle_w: 0.5,
+            }),
         }
     };
     let point = |t: f32| CurvePoint {
@@ -374,7 +383,7 @@ fn mjpeg_of_photos(dir: &Path) -> PathBuf {
 fn a_tight_deadline_answers_unsure_frames_at_the_first_stage() {
     let dir = tempfile::tempdir().unwrap();
     // Threshold 1: every frame would be deferred to Lite2; a 1 ms deadline forbids it.
-    let prof = profile(dir.path(), 1.0);
+    let prof = profile(dir.path(), 1.0, false);
     let input = mjpeg_of_photos(dir.path());
     let (lines, stderr) = ok(&cascade(&[
         "stream",
@@ -420,9 +429,48 @@ fn a_tight_deadline_answers_unsure_frames_at_the_first_stage() {
 #[test]
 fn a_budget_reports_the_running_mean_and_the_threshold() {
     let dir = tempfile::tempdir().unwrap();
-    let prof = profile(dir.path(), 0.5);
+    let prof = profile(dir.path(), 0.5, true);
     let input = mjpeg_of_photos(dir.path());
-    let (lines, stderr) = ok(&cascade(&[
+    for (flag, value, unit) in [("--budget-ms", "25", "ms"), ("--budget-mj", "250", "mJ")] {
+        let (lines, stderr) = ok(&cascade(&[
+            "stream",
+            "--profile",
+            p(&prof),
+            "--pix-fmt",
+            "mjpeg",
+            "--input",
+            p(&input),
+            "--no-drop",
+            "--json",
+            flag,
+            value,
+        ]));
+        assert_eq!(lines.len(), 4, "{stderr}");
+        // The first frame runs at the profile's threshold.
+        assert_eq!(lines[0]["threshold"].as_f64(), Some(0.5));
+        assert!(lines.iter().all(|v| v["threshold"].is_number()));
+        // Each frame's energy is its executed stages' energy per run.
+        for v in &lines {
+            let expected = match v["exit_stage"].as_u64() {
+                Some(0) => 100.0,
+                _ => 400.0,
+            };
+            assert_eq!(v["energy_mj"].as_f64(), Some(expected), "{v}");
+        }
+        let against = format!("against {value}.00 {unit}");
+        assert!(
+            stderr.contains("budget: running mean") && stderr.contains(&against),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_energy_budget_needs_the_stages_energy() {
+    let dir = tempfile::tempdir().unwrap();
+    let prof = profile(dir.path(), 0.5, false);
+    let input = mjpeg_of_photos(dir.path());
+    let out = cascade(&[
         "stream",
         "--profile",
         p(&prof),
@@ -430,24 +478,15 @@ fn a_budget_reports_the_running_mean_and_the_threshold() {
         "mjpeg",
         "--input",
         p(&input),
-        "--no-drop",
-        "--json",
-        "--budget-ms",
-        "25",
-    ]));
-    assert_eq!(lines.len(), 4, "{stderr}");
-    // The first frame runs at the profile's threshold.
-    assert_eq!(lines[0]["threshold"].as_f64(), Some(0.5));
-    assert!(lines.iter().all(|v| v["threshold"].is_number()));
-    assert!(
-        stderr.contains("budget: running mean") && stderr.contains("against 25.00 ms"),
-        "{stderr}"
-    );
+        "--budget-mj",
+        "250",
+    ]);
+    common::assert_fails_with(&out, "--budget-mj needs a profile with each stage's energy");
 }
 
 #[test]
 fn deadline_and_budget_need_a_profile() {
-    for flag in ["--deadline-ms", "--budget-ms"] {
+    for flag in ["--deadline-ms", "--budget-ms", "--budget-mj"] {
         let out = cascade(&[
             "stream",
             "--pix-fmt",
