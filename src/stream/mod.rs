@@ -7,12 +7,14 @@
 //!                                                          `-- controller: move threshold
 //! ```
 //!
-//! - [`source`]: frames from a byte stream (raw formats, MJPEG via [`mjpeg`]) or a camera.
+//! - [`source`]: frames from a byte stream (raw formats, MJPEG via [`mjpeg`]) or a camera
+//!   (`v4l`, feature `v4l`; its buffers become frames in [`capture`]).
 //! - [`queue`]: the one-frame slot between the reader and the classifier.
 //! - [`classifier`]: one frame's bytes to one answer (the library core).
 //! - [`deadline`] and [`controller`]: the two real-time policies.
 //! - [`run`]: the whole stream, pulled one [`Event`] at a time; [`stats`] counts it.
 
+pub mod capture;
 pub mod classifier;
 pub mod controller;
 pub mod deadline;

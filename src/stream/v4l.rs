@@ -3,7 +3,8 @@
 //! The camera is asked for YUYV or MJPEG (what USB webcams and the Pi's V4L2 drivers offer
 //! without a converter); the driver may settle on another size, which is then used. Frames
 //! come from memory-mapped driver buffers and are copied once into the reader's buffer (row
-//! padding removed), so the queue and the converter treat them like frames from a pipe.
+//! padding removed, by [`crate::stream::capture`]), so the queue and the converter treat
+//! them like frames from a pipe.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ use v4l::{Device, FourCC};
 
 use crate::error::{Error, Result};
 use crate::frame::{FrameFormat, FrameSize, PixelFormat};
+use crate::stream::capture::{copy_frame, FilledBuffer};
 use crate::stream::source::{FrameSource, Unit};
 
 /// Driver buffers: enough to keep capturing while one frame is copied out.
@@ -61,6 +63,24 @@ impl Camera {
             }
         };
         let device = Device::with_path(path).map_err(io)?;
+        // Anything that is not a streaming capture device (a file, an output-only or
+        // multi-planar device) is refused here with its name, not with a bare ioctl error.
+        let not_a_camera = |why: String| {
+            Error::InvalidArgument(format!(
+                "{} is not a V4L2 camera that --device can read ({why})",
+                path.display()
+            ))
+        };
+        let caps = device
+            .query_caps()
+            .map_err(|e| not_a_camera(e.to_string()))?;
+        let needed = v4l::capability::Flags::VIDEO_CAPTURE | v4l::capability::Flags::STREAMING;
+        if !caps.capabilities.contains(needed) {
+            return Err(not_a_camera(format!(
+                "{} by {} offers {}",
+                caps.card, caps.driver, caps.capabilities
+            )));
+        }
         let mut want = device.format().map_err(io)?;
         want.fourcc = fourcc;
         if let Some(s) = size {
@@ -103,38 +123,17 @@ impl Camera {
 
 impl FrameSource for Camera {
     fn next(&mut self, buf: &mut Vec<u8>) -> Result<Unit> {
-        buf.clear();
         let (data, meta) = self.stream.next().map_err(|e| Error::Io {
             path: self.path.clone(),
             source: e,
         })?;
-        let used = (meta.bytesused as usize).min(data.len());
-        let data = &data[..used];
-        if meta.flags.contains(v4l::buffer::Flags::ERROR) {
-            return Ok(Unit::Bad(format!(
-                "the driver marked frame {} as corrupt",
-                meta.sequence
-            )));
-        }
-        match self.format.pixel {
-            PixelFormat::Yuyv => {
-                let size = self
-                    .format
-                    .size
-                    .map_or((0, 0), |s| (s.width as usize, s.height as usize));
-                let row = 2 * size.0;
-                if used < self.stride * (size.1 - 1) + row {
-                    return Ok(Unit::Bad(format!(
-                        "short frame from the camera: {used} bytes"
-                    )));
-                }
-                for y in 0..size.1 {
-                    buf.extend_from_slice(&data[y * self.stride..y * self.stride + row]);
-                }
-            }
-            _ => buf.extend_from_slice(data),
-        }
-        Ok(Unit::Frame)
+        let filled = FilledBuffer {
+            data,
+            bytes_used: meta.bytesused as usize,
+            corrupt: meta.flags.contains(v4l::buffer::Flags::ERROR),
+            sequence: meta.sequence,
+        };
+        Ok(copy_frame(filled, self.format, self.stride, buf))
     }
 
     fn format(&self) -> FrameFormat {

@@ -595,3 +595,29 @@ fn ctrl_c_prints_the_summary() {
     assert!(text.starts_with("frame 0 @ "), "{text}");
     assert!(text.contains("tench"), "{text}");
 }
+
+#[cfg(not(feature = "v4l"))]
+#[test]
+fn a_camera_needs_the_v4l_build() {
+    let out = cascade(&[
+        "stream",
+        "--device",
+        "/dev/video0",
+        "--model",
+        &model("efficientnet-lite0"),
+    ]);
+    common::assert_fails_with(&out, "this build has no camera support");
+}
+
+#[cfg(feature = "v4l")]
+#[test]
+fn a_missing_camera_is_a_clear_error() {
+    let out = cascade(&[
+        "stream",
+        "--device",
+        "/dev/no-such-video",
+        "--model",
+        &model("efficientnet-lite0"),
+    ]);
+    common::assert_fails_with(&out, "/dev/no-such-video");
+}
