@@ -100,30 +100,15 @@ fn missing_model() {
 }
 
 #[test]
-fn model_whose_input_is_not_an_image() {
-    let m = common::fixture("not-an-image.onnx");
-    assert_fails_with(
-        &cascade(&["classify", "--model", p(&m), &tench()]),
-        "not an image classifier",
-    );
-}
-
-#[test]
-fn model_with_two_inputs() {
-    let m = common::fixture("two-inputs.onnx");
-    assert_fails_with(
-        &cascade(&["classify", "--model", p(&m), &tench()]),
-        "2 inputs",
-    );
-}
-
-#[test]
-fn manifest_that_disagrees_with_the_model() {
-    let m = common::fixture("manifest-mismatch.onnx");
-    assert_fails_with(
-        &cascade(&["classify", "--model", p(&m), &tench()]),
-        "disagrees with the model",
-    );
+fn models_that_are_not_usable_classifiers() {
+    for (fixture, reason) in [
+        ("not-an-image.onnx", "not an image classifier"),
+        ("two-inputs.onnx", "2 inputs"),
+        ("manifest-mismatch.onnx", "disagrees with the model"),
+    ] {
+        let m = common::fixture(fixture);
+        assert_fails_with(&cascade(&["classify", "--model", p(&m), &tench()]), reason);
+    }
 }
 
 #[test]

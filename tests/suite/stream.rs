@@ -368,6 +368,14 @@ fn profile(dir: &Path, threshold: f32, with_energy: bool) -> PathBuf {
     path
 }
 
+/// `stream --profile prof --pix-fmt mjpeg --input input --no-drop --json` and `extra`.
+fn stream_with(prof: &Path, input: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["stream", "--profile", p(prof), "--pix-fmt", "mjpeg"];
+    args.extend(["--input", p(input), "--no-drop", "--json"]);
+    args.extend_from_slice(extra);
+    cascade(&args)
+}
+
 fn mjpeg_of_photos(dir: &Path) -> PathBuf {
     let bytes: Vec<u8> = photos()
         .iter()
@@ -385,19 +393,7 @@ fn a_tight_deadline_answers_unsure_frames_at_the_first_stage() {
     // Threshold 1: every frame would be deferred to Lite2; a 1 ms deadline forbids it.
     let prof = profile(dir.path(), 1.0, false);
     let input = mjpeg_of_photos(dir.path());
-    let (lines, stderr) = ok(&cascade(&[
-        "stream",
-        "--profile",
-        p(&prof),
-        "--pix-fmt",
-        "mjpeg",
-        "--input",
-        p(&input),
-        "--no-drop",
-        "--json",
-        "--deadline-ms",
-        "1",
-    ]));
+    let (lines, stderr) = ok(&stream_with(&prof, &input, &["--deadline-ms", "1"]));
     assert_eq!(lines.len(), 4, "{stderr}");
     for v in &lines {
         assert_eq!(v["answered_by"], "deadline", "{v}");
@@ -410,19 +406,7 @@ fn a_tight_deadline_answers_unsure_frames_at_the_first_stage() {
     );
 
     // A generous deadline lets them through to the last stage.
-    let (lines, _) = ok(&cascade(&[
-        "stream",
-        "--profile",
-        p(&prof),
-        "--pix-fmt",
-        "mjpeg",
-        "--input",
-        p(&input),
-        "--no-drop",
-        "--json",
-        "--deadline-ms",
-        "60000",
-    ]));
+    let (lines, _) = ok(&stream_with(&prof, &input, &["--deadline-ms", "60000"]));
     assert!(lines.iter().all(|v| v["answered_by"] == "last-stage"));
 }
 
@@ -432,19 +416,7 @@ fn a_budget_reports_the_running_mean_and_the_threshold() {
     let prof = profile(dir.path(), 0.5, true);
     let input = mjpeg_of_photos(dir.path());
     for (flag, value, unit) in [("--budget-ms", "25", "ms"), ("--budget-mj", "250", "mJ")] {
-        let (lines, stderr) = ok(&cascade(&[
-            "stream",
-            "--profile",
-            p(&prof),
-            "--pix-fmt",
-            "mjpeg",
-            "--input",
-            p(&input),
-            "--no-drop",
-            "--json",
-            flag,
-            value,
-        ]));
+        let (lines, stderr) = ok(&stream_with(&prof, &input, &[flag, value]));
         assert_eq!(lines.len(), 4, "{stderr}");
         // The first frame runs at the profile's threshold.
         assert_eq!(lines[0]["threshold"].as_f64(), Some(0.5));
@@ -470,17 +442,7 @@ fn an_energy_budget_needs_the_stages_energy() {
     let dir = tempfile::tempdir().unwrap();
     let prof = profile(dir.path(), 0.5, false);
     let input = mjpeg_of_photos(dir.path());
-    let out = cascade(&[
-        "stream",
-        "--profile",
-        p(&prof),
-        "--pix-fmt",
-        "mjpeg",
-        "--input",
-        p(&input),
-        "--budget-mj",
-        "250",
-    ]);
+    let out = stream_with(&prof, &input, &["--budget-mj", "250"]);
     common::assert_fails_with(&out, "--budget-mj needs a profile with each stage's energy");
 }
 
