@@ -127,18 +127,18 @@ pub fn run(args: BenchArgs, threads: Threads) -> CliResult<ExitCode> {
     )?;
     write(&args.out.join("bench.csv"), &configs_csv(&result))?;
     write(&args.out.join("curve.csv"), &curve_csv(&result))?;
-    plot::accuracy_vs_cost(
-        &args.out.join("accuracy_vs_latency.svg"),
-        &format!(
+    plot::AccuracyVsCost {
+        title: &format!(
             "Accuracy vs mean latency ({} thread(s), {})",
             threads.get(),
             cpu_model()
         ),
-        "mean latency per image (ms)",
-        &curve_lat,
-        &latency,
-        "cascade",
-    )?;
+        cost_label: "mean latency per image (ms)",
+        curve: &curve_lat,
+        measured: &latency,
+        highlight: "cascade",
+    }
+    .write_svg(&args.out.join("accuracy_vs_latency.svg"))?;
     if !curve_energy.is_empty() {
         let estimate = cascade_fig.energy.as_ref().is_some_and(|e| e.estimate);
         let note = if estimate {
@@ -146,14 +146,14 @@ pub fn run(args: BenchArgs, threads: Threads) -> CliResult<ExitCode> {
         } else {
             ""
         };
-        plot::accuracy_vs_cost(
-            &args.out.join("accuracy_vs_energy.svg"),
-            &format!("Accuracy vs energy per image{note}"),
-            "energy per image (mJ)",
-            &curve_energy,
-            &energy,
-            "cascade",
-        )?;
+        plot::AccuracyVsCost {
+            title: &format!("Accuracy vs energy per image{note}"),
+            cost_label: "energy per image (mJ)",
+            curve: &curve_energy,
+            measured: &energy,
+            highlight: "cascade",
+        }
+        .write_svg(&args.out.join("accuracy_vs_energy.svg"))?;
     }
     eprintln!(
         "wrote {}/{{bench.json,bench.csv,curve.csv,accuracy_vs_latency.svg{}}}",
