@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use cascade::calibrate::Budget;
 use cascade::frame::{FrameFormat, FrameSize, PixelFormat};
+use cascade::meter::{Background, Energy};
 use cascade::profile::Profile;
 use cascade::stream::{
     source, Answer, BudgetController, Deadline, Event, FrameSource, Policy, Stream,
@@ -84,6 +85,7 @@ pub fn run(args: StreamArgs) -> CliResult<ExitCode> {
         Policy::NewestWins
     };
     let stop = interrupt_flag();
+    let live = live_meter();
     let mut stream = Stream::start(source, classifier, policy)?;
     let report = log::max_level() >= log::LevelFilter::Warn;
     let every = (args.stats_every > 0.0).then(|| Duration::from_secs_f64(args.stats_every));
@@ -150,10 +152,50 @@ pub fn run(args: StreamArgs) -> CliResult<ExitCode> {
             }
         }
     }
+    let summary = stream.summary();
     if report {
-        eprint!("{}", summary_text(&stream.summary(), stream.classifier()));
+        eprint!("{}", summary_text(&summary, stream.classifier()));
+    }
+    if let Some(live) = live {
+        let name = live.name().to_string();
+        match live.finish() {
+            Ok(energy) if report => eprint!("{}", live_energy_text(&name, energy, &summary)),
+            Ok(_) => {}
+            Err(e) => log::warn!("live energy reading failed: {e}"),
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// This machine's energy meter, read over the whole stream, when it has one. A board's
+/// power model does not count: the profile's per-stage figures already give its estimate.
+fn live_meter() -> Option<Background> {
+    let meter = cascade::meter::detect_system(None, 1)?;
+    match Background::start(meter) {
+        Ok(live) => Some(live),
+        Err(e) => {
+            log::warn!("{e}; the stream runs without live energy figures");
+            None
+        }
+    }
+}
+
+/// The live meter's figures for the whole stream, idle power included.
+fn live_energy_text(meter: &str, energy: Energy, s: &Summary) -> String {
+    let per_frame = if s.classified > 0 {
+        format!(
+            ", {:.1} mJ per classified frame",
+            1e3 * energy.joules / s.classified as f64
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "  energy measured by {meter}: {:.2} J over {:.1} s ({:.2} W mean, idle included){per_frame}\n",
+        energy.joules,
+        energy.seconds,
+        energy.watts()
+    )
 }
 
 fn invalid(msg: String) -> super::CliError {

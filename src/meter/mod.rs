@@ -16,6 +16,7 @@
 //! itself), so costs are reported twice: total, and above an idle baseline measured the
 //! same way ([`idle_power`], [`EnergyReport`]).
 
+mod background;
 mod hwmon;
 mod model;
 mod powercap;
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub use background::Background;
 pub use hwmon::HwmonMeter;
 pub use model::ModelMeter;
 pub use powercap::PowercapMeter;
