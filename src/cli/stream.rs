@@ -60,6 +60,11 @@ pub struct StreamArgs {
     /// measured energy per run of each stage. Needs a profile with stage energies.
     #[arg(long, value_name = "MJ", conflicts_with = "budget_ms")]
     pub budget_mj: Option<f64>,
+    /// Read this machine's energy meter (powercap, hwmon or the Pi 5's PMIC) over the
+    /// whole stream and report the measured energy at the end. Sampling meters take some
+    /// CPU (the Pi 5's runs `vcgencmd` 20 times a second), so it is off by default.
+    #[arg(long)]
+    pub meter: bool,
     /// Print statistics on stderr this often (0: only at the end).
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     pub stats_every: f64,
@@ -85,7 +90,7 @@ pub fn run(args: StreamArgs) -> CliResult<ExitCode> {
         Policy::NewestWins
     };
     let stop = interrupt_flag();
-    let live = live_meter();
+    let live = if args.meter { live_meter() } else { None };
     let mut stream = Stream::start(source, classifier, policy)?;
     let report = log::max_level() >= log::LevelFilter::Warn;
     let every = (args.stats_every > 0.0).then(|| Duration::from_secs_f64(args.stats_every));
@@ -170,7 +175,12 @@ pub fn run(args: StreamArgs) -> CliResult<ExitCode> {
 /// This machine's energy meter, read over the whole stream, when it has one. A board's
 /// power model does not count: the profile's per-stage figures already give its estimate.
 fn live_meter() -> Option<Background> {
-    let meter = cascade::meter::detect_system(None, 1)?;
+    let Some(meter) = cascade::meter::detect_system(None, 1) else {
+        log::warn!(
+            "--meter: this machine has no readable energy meter (powercap, hwmon or vcgencmd)"
+        );
+        return None;
+    };
     match Background::start(meter) {
         Ok(live) => Some(live),
         Err(e) => {

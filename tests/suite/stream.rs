@@ -583,3 +583,24 @@ fn a_missing_camera_is_a_clear_error() {
     ]);
     common::assert_fails_with(&out, "/dev/no-such-video");
 }
+
+#[test]
+fn meter_reports_the_machine_meter_or_that_there_is_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = mjpeg_of_photos(dir.path());
+    let lite0 = model("efficientnet-lite0");
+    let args = ["stream", "--meter", "--pix-fmt", "mjpeg", "--no-drop"];
+    let (lines, stderr) = ok(&cascade(
+        &[
+            &args[..],
+            &["--input", p(&input), "--json", "--model", &lite0],
+        ]
+        .concat(),
+    ));
+    assert_eq!(lines.len(), 4, "{stderr}");
+    // These VMs have no readable meter; a machine with one reports what it measured.
+    assert!(
+        stderr.contains("has no readable energy meter") || stderr.contains("energy measured by"),
+        "{stderr}"
+    );
+}
