@@ -78,17 +78,18 @@ mod tests {
     use crate::meter::tests::put;
     use crate::meter::HwmonMeter;
 
+    /// An INA219-class sensor under `root` reading a steady 2 W (hwmon power is in
+    /// microwatts).
+    fn steady_2w_sensor(root: &std::path::Path) -> HwmonMeter {
+        put(root, "sys/class/hwmon/hwmon0/name", "ina219\n");
+        put(root, "sys/class/hwmon/hwmon0/power1_input", "2000000\n");
+        HwmonMeter::detect(root).unwrap()
+    }
+
     #[test]
     fn meters_the_span_between_start_and_finish() {
         let dir = tempfile::tempdir().unwrap();
-        // An INA219-class sensor reading a steady 2 W (hwmon power is in microwatts).
-        put(dir.path(), "sys/class/hwmon/hwmon0/name", "ina219\n");
-        put(
-            dir.path(),
-            "sys/class/hwmon/hwmon0/power1_input",
-            "2000000\n",
-        );
-        let meter = HwmonMeter::detect(dir.path()).unwrap();
+        let meter = steady_2w_sensor(dir.path());
         let outer = std::time::Instant::now();
         let live = Background::start(Box::new(meter)).unwrap();
         assert!(live.name().starts_with("hwmon"), "{}", live.name());
@@ -108,13 +109,7 @@ mod tests {
     #[test]
     fn a_sensor_that_fails_is_an_error_at_finish() {
         let dir = tempfile::tempdir().unwrap();
-        put(dir.path(), "sys/class/hwmon/hwmon0/name", "ina219\n");
-        put(
-            dir.path(),
-            "sys/class/hwmon/hwmon0/power1_input",
-            "2000000\n",
-        );
-        let meter = HwmonMeter::detect(dir.path()).unwrap();
+        let meter = steady_2w_sensor(dir.path());
         let live = Background::start(Box::new(meter)).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         // The sensor starts reading garbage, as a driver that went away might.
