@@ -14,8 +14,8 @@
 use std::hint::black_box;
 use std::path::PathBuf;
 
-use cascade::decode::decode_file;
-use cascade::preprocess::Preprocessor;
+use cascade::input::decode::decode_file;
+use cascade::runtime::preprocess::Preprocessor;
 use cascade::{
     CascadeBuilder, ExitRule, LoadOptions, Metric, Model, ModelSpec, Summary, Threads, Threshold,
 };

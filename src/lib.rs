@@ -8,7 +8,7 @@
 //! ```
 //!
 //! ```no_run
-//! use cascade::{CascadeBuilder, ModelSpec, Threshold, decode::decode_file};
+//! use cascade::{CascadeBuilder, ModelSpec, Threshold, input::decode::decode_file};
 //! # fn main() -> cascade::Result<()> {
 //! let mut cascade = CascadeBuilder::new()
 //!     .stage(ModelSpec::new("models/efficientnet-lite0.onnx"))
@@ -21,29 +21,14 @@
 //! ```
 
 pub mod bench;
-pub mod board;
-pub mod calibrate;
-pub mod cascade;
-pub mod confidence;
-pub mod cost;
-pub mod dataset;
-pub mod decode;
+pub mod energy;
 pub mod error;
-pub mod eval;
-pub mod frame;
-pub mod labels;
-pub mod manifest;
-pub mod meter;
-pub mod model;
-pub mod plot;
-pub mod preprocess;
-pub mod profile;
-pub mod report;
-pub mod stage;
-pub mod stats;
+pub mod input;
+pub mod runtime;
 pub mod stream;
+pub mod tune;
 
-pub use cascade::{Cascade, CascadeBuilder, Decision, StageRun};
-pub use confidence::{ExitRule, Metric, Summary, Threshold};
+pub use runtime::cascade::{Cascade, CascadeBuilder, Decision, StageRun};
+pub use runtime::confidence::{ExitRule, Metric, Summary, Threshold};
 pub use error::{Error, Result};
-pub use model::{LoadOptions, Model, ModelSpec, Threads};
+pub use runtime::model::{LoadOptions, Model, ModelSpec, Threads};

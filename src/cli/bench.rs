@@ -5,13 +5,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use cascade::bench::{self, BenchPlan, BenchResult, Figures, Input};
-use cascade::board::Board;
-use cascade::decode::decode_file;
-use cascade::meter::detect_system;
-use cascade::plot;
-use cascade::profile::{cpu_model, now_rfc3339, sha256_file, Profile};
-use cascade::report::{Comparison, Point};
+use cascade::bench::measure::{self, BenchPlan, BenchResult, Figures, Input};
+use cascade::energy::board::Board;
+use cascade::input::decode::decode_file;
+use cascade::energy::detect_system;
+use cascade::bench::plot;
+use cascade::tune::profile::{cpu_model, now_rfc3339, sha256_file, Profile};
+use cascade::bench::compare::{Comparison, Point};
 use cascade::{Metric, ModelSpec, Threads, Threshold};
 use serde_json::json;
 
@@ -73,7 +73,7 @@ pub fn run(args: BenchArgs, threads: Threads) -> CliResult<ExitCode> {
         inputs.len()
     );
     let bar = progress_bar(inputs.len() * (n_stages + 1));
-    let result = bench::run(
+    let result = measure::run(
         &plan,
         &inputs,
         meter,
@@ -215,7 +215,7 @@ impl View {
     fn of(
         r: &BenchResult,
         cost: impl Fn(&Figures) -> Option<f64>,
-        curve_cost: impl Fn(&bench::CurveRow) -> Option<f64>,
+        curve_cost: impl Fn(&measure::CurveRow) -> Option<f64>,
     ) -> View {
         let measured: Vec<Point> = r
             .configs

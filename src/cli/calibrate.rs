@@ -5,13 +5,13 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cascade::board::Board;
-use cascade::calibrate::{self, Budget, Observation, Record, Reference, Target};
-use cascade::cost::{measure_stage, CostOptions};
-use cascade::dataset::LayoutKind;
-use cascade::decode::decode_file;
-use cascade::meter::detect_system;
-use cascade::profile::{self, Calibration, HeldOut, Profile, ProfileStage};
+use cascade::energy::board::Board;
+use cascade::tune::curve::{self as curve, Budget, Observation, Record, Reference, Target};
+use cascade::tune::cost::{measure_stage, CostOptions};
+use cascade::tune::dataset::LayoutKind;
+use cascade::input::decode::decode_file;
+use cascade::energy::detect_system;
+use cascade::tune::profile::{self, Calibration, HeldOut, Profile, ProfileStage};
 use cascade::{CascadeBuilder, Metric, ModelSpec, Threads};
 
 use super::data::DataArgs;
@@ -81,7 +81,7 @@ pub fn run(args: CalibrateArgs, threads: Threads) -> CliResult<ExitCode> {
         .load_options(args.conv_nhwc.load_options())
         .build()?;
     let dataset = args.data.open(cascade.labels())?;
-    let (fit_idx, held_idx) = calibrate::split(dataset.len(), args.holdout)?;
+    let (fit_idx, held_idx) = curve::split(dataset.len(), args.holdout)?;
     let reference = if dataset.layout == LayoutKind::Unlabeled {
         log::warn!(
             "{} has no labels: calibrating against agreement with the last stage",
@@ -139,7 +139,7 @@ pub fn run(args: CalibrateArgs, threads: Threads) -> CliResult<ExitCode> {
     let mut stages = Vec::with_capacity(n_stages);
     for i in 0..n_stages {
         eprintln!("measuring stage {i} ...");
-        let meter: Option<&mut dyn cascade::meter::EnergyMeter> = match &mut meter {
+        let meter: Option<&mut dyn cascade::energy::EnergyMeter> = match &mut meter {
             Some(m) => Some(&mut **m),
             None => None,
         };
@@ -173,11 +173,11 @@ pub fn run(args: CalibrateArgs, threads: Threads) -> CliResult<ExitCode> {
     };
 
     // 3. Fit, choose, check on held-out inputs.
-    let curve = calibrate::curve(&fit, reference, &costs)?;
-    let chosen = calibrate::choose(&curve, target, args.margin)?;
+    let curve = curve::curve(&fit, reference, &costs)?;
+    let chosen = curve::choose(&curve, target, args.margin)?;
     let holdout = (!held.is_empty()).then(|| HeldOut {
-        point: calibrate::point(&held, reference, &costs, chosen.threshold),
-        measured_mean_ms: calibrate::measured_mean_cost(&held, chosen.threshold),
+        point: curve::point(&held, reference, &costs, chosen.threshold),
+        measured_mean_ms: curve::measured_mean_cost(&held, chosen.threshold),
     });
 
     let csv_path = args
@@ -217,7 +217,7 @@ pub fn run(args: CalibrateArgs, threads: Threads) -> CliResult<ExitCode> {
         if records.is_empty() {
             continue;
         }
-        let (acc, ms) = calibrate::stage_alone(records, reference, n_stages - 1);
+        let (acc, ms) = curve::stage_alone(records, reference, n_stages - 1);
         line(&format!(
             "last alone {what}: {accuracy_word} {:.1}%, measured mean latency {:.2} ms",
             100.0 * acc,
@@ -275,7 +275,7 @@ pub fn run(args: CalibrateArgs, threads: Threads) -> CliResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_curve_csv(path: &std::path::Path, curve: &[calibrate::CurvePoint]) -> CliResult<()> {
+fn write_curve_csv(path: &std::path::Path, curve: &[curve::CurvePoint]) -> CliResult<()> {
     let mut out =
         std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| cascade::Error::Io {
             path: path.to_path_buf(),
@@ -295,8 +295,8 @@ fn write_curve_csv(path: &std::path::Path, curve: &[calibrate::CurvePoint]) -> C
 
 /// A readable excerpt of the curve: about 15 evenly spaced rows plus the chosen one.
 fn print_curve(
-    curve: &[calibrate::CurvePoint],
-    chosen: &calibrate::CurvePoint,
+    curve: &[curve::CurvePoint],
+    chosen: &curve::CurvePoint,
     unit: &str,
 ) -> CliResult<()> {
     line(&format!(

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use cascade::dataset::Dataset;
-use cascade::labels::Labels;
+use cascade::tune::dataset::Dataset;
+use cascade::runtime::labels::Labels;
 
 #[derive(Debug, clap::Args)]
 pub struct DataArgs {

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use cascade::dataset::LayoutKind;
-use cascade::eval::evaluate;
+use cascade::tune::dataset::LayoutKind;
+use cascade::tune::eval::evaluate;
 use cascade::Threads;
 use serde_json::json;
 

@@ -136,7 +136,7 @@ impl StageArgs {
             }
         };
         let builder = match &self.profile {
-            Some(path) => cascade::profile::Profile::load(path)?.builder()?,
+            Some(path) => cascade::tune::profile::Profile::load(path)?.builder()?,
             None => {
                 let thresholds = if self.thresholds.is_empty() {
                     vec![Threshold::new(DEFAULT_THRESHOLD)?]

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cascade::calibrate::Budget;
-use cascade::frame::{FrameFormat, FrameSize, PixelFormat};
-use cascade::meter::{Background, Energy};
-use cascade::profile::Profile;
+use cascade::tune::curve::Budget;
+use cascade::input::frame::{FrameFormat, FrameSize, PixelFormat};
+use cascade::energy::{Background, Energy};
+use cascade::tune::profile::Profile;
 use cascade::stream::{
     source, Answer, BudgetController, Deadline, Event, FrameSource, Policy, Stream,
     StreamClassifier, Summary,
@@ -175,7 +175,7 @@ pub fn run(args: StreamArgs) -> CliResult<ExitCode> {
 /// This machine's energy meter, read over the whole stream, when it has one. A board's
 /// power model does not count: the profile's per-stage figures already give its estimate.
 fn live_meter() -> Option<Background> {
-    let Some(meter) = cascade::meter::detect_system(None, 1) else {
+    let Some(meter) = cascade::energy::detect_system(None, 1) else {
         log::warn!(
             "--meter: this machine has no readable energy meter (powercap, hwmon or vcgencmd)"
         );

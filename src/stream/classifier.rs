@@ -7,11 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::calibrate::Budget;
-use crate::cascade::{Cascade, Decision, MAX_STAGES};
-use crate::confidence::Threshold;
+use crate::tune::curve::Budget;
+use crate::runtime::cascade::{Cascade, Decision, MAX_STAGES};
+use crate::runtime::confidence::Threshold;
 use crate::error::{Error, Result};
-use crate::frame::{FrameConverter, FrameFormat};
+use crate::input::frame::{FrameConverter, FrameFormat};
 use crate::stream::controller::BudgetController;
 use crate::stream::deadline::Deadline;
 
@@ -198,9 +198,9 @@ impl StreamClassifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cascade::CascadeBuilder;
-    use crate::frame::{FrameSize, PixelFormat};
-    use crate::model::ModelSpec;
+    use crate::runtime::cascade::CascadeBuilder;
+    use crate::input::frame::{FrameSize, PixelFormat};
+    use crate::runtime::model::ModelSpec;
 
     /// Two copies of the 10-class fixture, every input deferred (threshold 1).
     fn classifier() -> StreamClassifier {

@@ -14,7 +14,7 @@
 //! drift, as long as the budget is reachable at all (between the costs of exiting
 //! everything at the first stage and deferring everything).
 
-use crate::calibrate::{Budget, CurvePoint};
+use crate::tune::curve::{Budget, CurvePoint};
 use crate::error::{Error, Result};
 
 /// Default integral gain: the threshold responds to a lasting error within about
@@ -217,7 +217,7 @@ impl BudgetController {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calibrate::{curve, Observation, Record, Reference};
+    use crate::tune::curve::{curve, Observation, Record, Reference};
 
     const C0: f64 = 10.0;
     const C1: f64 = 30.0;

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::profile::Profile;
+use crate::tune::profile::Profile;
 
 /// Stage costs from a profile and the time each frame may take.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::stream::queue::{Frame, FrameQueue};
-use crate::stream::source::{FrameSource, Unit};
+use crate::input::frame::Unit;
+use crate::stream::source::FrameSource;
 
 /// Starts reading `source` into `queue` on a thread of its own. The thread ends at the end
 /// of input, on a read error (left in the queue), or once the consumer shuts the queue.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::calibrate::Budget;
+use crate::tune::curve::Budget;
 use crate::error::Result;
 use crate::stream::classifier::{Answer, FrameOutcome, StreamClassifier};
 use crate::stream::queue::{Frame, FrameQueue, Note, Policy, Take};

@@ -8,19 +8,9 @@ use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::frame::{FrameFormat, PixelFormat};
-use crate::stream::mjpeg::MjpegSplitter;
+use crate::input::frame::{FrameFormat, PixelFormat, Unit};
+use crate::input::mjpeg::MjpegSplitter;
 
-/// One step of a source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unit {
-    /// The buffer holds one whole frame.
-    Frame,
-    /// Input that is not a usable frame (corrupt, truncated), with the reason.
-    Bad(String),
-    /// No more input.
-    End,
-}
 
 /// A producer of frames, run on the reader thread.
 pub trait FrameSource: Send {
@@ -172,7 +162,7 @@ impl FrameSource for MjpegSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::FrameSize;
+    use crate::input::frame::FrameSize;
 
     /// A reader that hands out at most `step` bytes per read, like a pipe.
     struct Trickle {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::cascade::MAX_STAGES;
+use crate::runtime::cascade::MAX_STAGES;
 
 /// Buckets cover 1 µs to about 6 hours at 1% steps.
 const BUCKETS: usize = 2400;

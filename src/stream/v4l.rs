@@ -15,9 +15,10 @@ use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
 use crate::error::{Error, Result};
-use crate::frame::{FrameFormat, FrameSize, PixelFormat};
+use crate::input::frame::{FrameFormat, FrameSize, PixelFormat};
 use crate::stream::capture::{copy_frame, FilledBuffer};
-use crate::stream::source::{FrameSource, Unit};
+use crate::input::frame::Unit;
+use crate::stream::source::FrameSource;
 
 /// Driver buffers: enough to keep capturing while one frame is copied out.
 const BUFFERS: u32 = 4;

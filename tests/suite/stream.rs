@@ -305,8 +305,8 @@ fn frames_faster_than_the_cascade_keep_the_newest_and_count_drops() {
 /// measurements: Lite0 10 ms and 100 mJ, Lite2 30 ms and 300 mJ (energy only `with_energy`),
 /// and a straight curve between them.
 fn profile(dir: &Path, threshold: f32, with_energy: bool) -> PathBuf {
-    use cascade::calibrate::{Budget, CurvePoint, Reference, Target};
-    use cascade::profile::{
+    use cascade::tune::curve::{Budget, CurvePoint, Reference, Target};
+    use cascade::tune::profile::{
         sha256_file, Calibration, MeasuredEnergy, MeasuredLatency, Profile, ProfileStage,
     };
     let stage = |name: &str, ms: f64| {
@@ -339,7 +339,7 @@ fn profile(dir: &Path, threshold: f32, with_energy: bool) -> PathBuf {
         expected_cost: 10.0 + 30.0 * f64::from(t),
     };
     let profile = Profile {
-        created: cascade::profile::now_rfc3339(),
+        created: cascade::tune::profile::now_rfc3339(),
         tool_version: "test".into(),
         board: None,
         cpu: "test".into(),

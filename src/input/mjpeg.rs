@@ -11,7 +11,7 @@
 //! without losing that next frame. The walk keeps its place between reads, so data arriving
 //! in small pieces from a pipe is scanned once.
 
-use crate::stream::source::Unit;
+use crate::input::frame::Unit;
 
 /// A frame larger than this without an end marker is taken for garbage.
 pub const MAX_FRAME: usize = 64 << 20;
@@ -284,7 +284,7 @@ fn starts_header(marker: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::RgbImage;
+    use crate::input::decode::RgbImage;
 
     fn jpeg(w: u32, h: u32, shade: u8) -> Vec<u8> {
         let img = RgbImage::from_fn(w, h, |x, y| {
@@ -348,7 +348,7 @@ mod tests {
     #[test]
     fn a_thumbnail_does_not_end_the_frame() {
         let img = with_thumbnail(&jpeg(20, 20, 50), &jpeg(4, 4, 60));
-        assert!(crate::decode::decode_bytes(&img).is_ok());
+        assert!(crate::input::decode::decode_bytes(&img).is_ok());
         let stream = [img.clone(), jpeg(8, 8, 1)].concat();
         let got = split(&stream, 1000);
         assert_eq!(got.len(), 2);

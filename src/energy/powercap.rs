@@ -145,7 +145,7 @@ impl EnergyMeter for PowercapMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meter::tests::put;
+    use crate::energy::tests::put;
 
     const MAX: u64 = 262_143_328_850;
 

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::labels::Labels;
+use crate::runtime::labels::Labels;
 
 /// File extensions taken as images.
 const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "JPEG"];

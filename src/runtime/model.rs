@@ -10,8 +10,8 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::error::{one_line, Error, Result};
-use crate::labels::Labels;
-use crate::manifest::{InputSpec, Manifest};
+use crate::runtime::labels::Labels;
+use crate::runtime::manifest::{InputSpec, Manifest};
 
 /// Which model file to load and where its manifest is.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,12 +7,12 @@
 
 use std::time::{Duration, Instant};
 
-use crate::confidence::{ExitRule, Metric, Ranked, Summary, Threshold, TOP_K};
-use crate::decode::RgbImage;
+use crate::runtime::confidence::{ExitRule, Metric, Ranked, Summary, Threshold, TOP_K};
+use crate::input::decode::RgbImage;
 use crate::error::{Error, Result};
-use crate::labels::Labels;
-use crate::model::{LoadOptions, ModelSpec};
-use crate::stage::Stage;
+use crate::runtime::labels::Labels;
+use crate::runtime::model::{LoadOptions, ModelSpec};
+use crate::runtime::stage::Stage;
 
 /// Most stages a cascade may have; fixes the size of a [`Decision`] on the stack.
 pub const MAX_STAGES: usize = 8;

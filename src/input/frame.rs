@@ -14,7 +14,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::decode::{decode_bytes, RgbImage};
+use crate::input::decode::{decode_bytes, RgbImage};
 use crate::error::{Error, Result};
 
 /// How the bytes of one frame encode its pixels.
@@ -179,6 +179,17 @@ impl fmt::Display for FrameFormat {
             None => write!(f, "{}", self.pixel),
         }
     }
+}
+
+/// One step of reading frames from a source: a frame, input that is not one, or the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unit {
+    /// The buffer holds one whole frame.
+    Frame,
+    /// Input that is not a usable frame (corrupt, truncated), with the reason.
+    Bad(String),
+    /// No more input.
+    End,
 }
 
 /// Converts frames of one format to RGB, reusing its output image.

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::{timed, Energy, EnergyMeter};
-use crate::board::Board;
+use crate::energy::board::Board;
 use crate::error::Result;
 
 /// Energy from [`Board::power_at`] and elapsed time.
@@ -61,7 +61,7 @@ impl EnergyMeter for ModelMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meter::tests::sleep_ms;
+    use crate::energy::tests::sleep_ms;
 
     #[test]
     fn energy_is_board_power_times_time() {

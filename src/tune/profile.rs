@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::calibrate::{CurvePoint, Reference, Target};
-use crate::cascade::CascadeBuilder;
-use crate::confidence::{Metric, Threshold};
+use crate::tune::curve::{CurvePoint, Reference, Target};
+use crate::runtime::cascade::CascadeBuilder;
+use crate::runtime::confidence::{Metric, Threshold};
 use crate::error::{one_line, Error, Result};
-use crate::model::ModelSpec;
+use crate::runtime::model::ModelSpec;
 
 /// A saved calibration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -203,7 +203,7 @@ fn short(hash: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calibrate::Budget;
+    use crate::tune::curve::Budget;
 
     fn point(t: f32) -> CurvePoint {
         CurvePoint {

@@ -9,16 +9,17 @@
 //!    monitors (HATs, Jetson boards), sampled while the model runs.
 //! 3. [`VcgencmdMeter`]: the Raspberry Pi 5 PMIC's rail readings from
 //!    `vcgencmd pmic_read_adc`, sampled while the model runs.
-//! 4. [`ModelMeter`]: the board's power model ([`crate::board::Board`]), an *estimate*
+//! 4. [`ModelMeter`]: the board's power model ([`crate::energy::board::Board`]), an *estimate*
 //!    from published whole-board measurements, labeled as such.
 //!
 //! Every meter also includes whatever else the metered domain powers (the OS, the sampler
 //! itself), so costs are reported twice: total, and above an idle baseline measured the
 //! same way ([`idle_power`], [`EnergyReport`]).
 
+pub mod board;
 mod background;
 mod hwmon;
-mod model;
+mod board_model;
 mod powercap;
 mod vcgencmd;
 
@@ -33,11 +34,11 @@ use serde::{Deserialize, Serialize};
 
 pub use background::Background;
 pub use hwmon::HwmonMeter;
-pub use model::ModelMeter;
+pub use board_model::ModelMeter;
 pub use powercap::PowercapMeter;
 pub use vcgencmd::{parse_pmic_watts, system_runner, CommandRunner, VcgencmdMeter};
 
-use crate::board::Board;
+use crate::energy::board::Board;
 use crate::error::{Error, Result};
 
 /// Energy of one measured span.

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::cascade::{Cascade, Decision};
-use crate::dataset::Dataset;
-use crate::decode::decode_file;
+use crate::runtime::cascade::{Cascade, Decision};
+use crate::tune::dataset::Dataset;
+use crate::input::decode::decode_file;
 use crate::error::Result;
-use crate::stats::Latency;
+use crate::tune::latency::Latency;
 
 /// One evaluated image.
 #[derive(Debug, Clone)]

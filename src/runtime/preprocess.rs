@@ -7,9 +7,9 @@
 
 use fast_image_resize::{self as fir, FilterType, PixelType, ResizeAlg, ResizeOptions};
 
-use crate::decode::RgbImage;
+use crate::input::decode::RgbImage;
 use crate::error::{Error, Result};
-use crate::manifest::{InputSpec, Layout};
+use crate::runtime::manifest::{InputSpec, Layout};
 
 /// Where the crop window lies in the resized image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +130,7 @@ fn normalize_crop(rgb: &[u8], g: Geometry, spec: &InputSpec, out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Normalization;
+    use crate::runtime::manifest::Normalization;
 
     fn spec(layout: Layout, h: usize, w: usize, crop: f32) -> InputSpec {
         InputSpec {

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
-use crate::meter::{Energy, EnergyMeter};
+use crate::energy::{Energy, EnergyMeter};
 
 /// A measurement running on its own thread until [`Background::finish`].
 #[derive(Debug)]
@@ -75,8 +75,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::meter::tests::put;
-    use crate::meter::HwmonMeter;
+    use crate::energy::tests::put;
+    use crate::energy::HwmonMeter;
 
     /// An INA219-class sensor under `root` reading a steady 2 W (hwmon power is in
     /// microwatts).

@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::calibrate::{self, Observation, Record, Reference};
-use crate::cascade::{Cascade, CascadeBuilder};
-use crate::confidence::{Metric, Threshold};
-use crate::decode::RgbImage;
+use crate::tune::curve::{self, Observation, Record, Reference};
+use crate::runtime::cascade::{Cascade, CascadeBuilder};
+use crate::runtime::confidence::{Metric, Threshold};
+use crate::input::decode::RgbImage;
 use crate::error::Result;
-use crate::meter::{EnergyMeter, EnergyReport};
-use crate::model::{LoadOptions, ModelSpec};
-use crate::stats::Latency;
+use crate::energy::{EnergyMeter, EnergyReport};
+use crate::runtime::model::{LoadOptions, ModelSpec};
+use crate::tune::latency::Latency;
 
 /// One image ready to classify.
 pub struct Input {
@@ -224,7 +224,7 @@ pub fn run(
     let total = inputs.len() * (n + 1);
     let mut done = 0usize;
     let idle_w = match meter.as_deref_mut() {
-        Some(m) => Some(crate::meter::idle_power(m, idle_span)?),
+        Some(m) => Some(crate::energy::idle_power(m, idle_span)?),
         None => None,
     };
 
@@ -312,13 +312,13 @@ pub fn run(
         .iter()
         .map(|r| r.figures.energy.as_ref().map(|e| e.total_mj))
         .collect();
-    let curve = calibrate::curve(&records, reference, &latency_costs)?
+    let curve = curve::curve(&records, reference, &latency_costs)?
         .into_iter()
         .map(|p| CurveRow {
             threshold: p.threshold,
             accuracy: p.accuracy,
             deferral: p.deferral,
-            latency_ms: calibrate::measured_mean_cost(&records, p.threshold),
+            latency_ms: curve::measured_mean_cost(&records, p.threshold),
             energy_mj: energy_costs
                 .as_ref()
                 .map(|c| p.reach.iter().zip(c).map(|(r, c)| r * c).sum()),

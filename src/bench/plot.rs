@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::report::Point;
+use crate::bench::compare::Point;
 
 /// An `accuracy (%) vs cost` plot: `curve` as a line, every `measured` point as a labelled
 /// dot, the one named `highlight` (the cascade) in red.

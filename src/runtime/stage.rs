@@ -6,10 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::decode::RgbImage;
+use crate::input::decode::RgbImage;
 use crate::error::{Error, Result};
-use crate::model::{LoadOptions, Model, ModelSpec};
-use crate::preprocess::Preprocessor;
+use crate::runtime::model::{LoadOptions, Model, ModelSpec};
+use crate::runtime::preprocess::Preprocessor;
 
 /// A cascade stage.
 #[derive(Debug)]

@@ -252,7 +252,7 @@ impl EnergyMeter for HwmonMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meter::tests::{put, sleep_ms};
+    use crate::energy::tests::{put, sleep_ms};
 
     #[test]
     fn reads_energy_counters() {

@@ -36,11 +36,11 @@ pub struct Board {
 
 /// The shipped board files, by name.
 const BUILTIN: &[(&str, &str)] = &[
-    ("rpi3b", include_str!("../boards/rpi3b.toml")),
-    ("rpi4b", include_str!("../boards/rpi4b.toml")),
-    ("rpi5", include_str!("../boards/rpi5.toml")),
-    ("rpizero2w", include_str!("../boards/rpizero2w.toml")),
-    ("x86_64-host", include_str!("../boards/x86_64-host.toml")),
+    ("rpi3b", include_str!("../../boards/rpi3b.toml")),
+    ("rpi4b", include_str!("../../boards/rpi4b.toml")),
+    ("rpi5", include_str!("../../boards/rpi5.toml")),
+    ("rpizero2w", include_str!("../../boards/rpizero2w.toml")),
+    ("x86_64-host", include_str!("../../boards/x86_64-host.toml")),
 ];
 
 const BUILTIN_NAMES: &[&str] = &["rpi3b", "rpi4b", "rpi5", "rpizero2w", "x86_64-host"];

@@ -3,12 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use crate::decode::RgbImage;
+use crate::input::decode::RgbImage;
 use crate::error::{Error, Result};
-use crate::meter::{idle_power, EnergyMeter, EnergyReport};
-use crate::profile::{MeasuredEnergy, MeasuredLatency};
-use crate::stage::Stage;
-use crate::stats::Latency;
+use crate::energy::{idle_power, EnergyMeter, EnergyReport};
+use crate::tune::profile::{MeasuredEnergy, MeasuredLatency};
+use crate::runtime::stage::Stage;
+use crate::tune::latency::Latency;
 
 /// How long to measure.
 #[derive(Debug, Clone, Copy, PartialEq)]

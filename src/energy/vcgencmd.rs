@@ -149,7 +149,7 @@ impl EnergyMeter for VcgencmdMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meter::tests::sleep_ms;
+    use crate::energy::tests::sleep_ms;
 
     /// Output in the format of a Raspberry Pi 5's `vcgencmd pmic_read_adc` (rail names,
     /// order and column alignment as the firmware prints them).

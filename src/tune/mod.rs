@@ -1,0 +1,7 @@
+//! Tuning: measuring stages on labelled data and choosing the exit threshold.
+pub mod cost;
+pub mod curve;
+pub mod dataset;
+pub mod eval;
+pub mod latency;
+pub mod profile;
