@@ -1,7 +1,9 @@
 //! One library error type whose messages tell the user what went wrong and where.
 //!
 //! Every variant renders as a single line (tract's multi-line error chains are folded), so the
-//! CLI can print `error: {e}` and exit non-zero without a backtrace or a panic.
+//! CLI can print `error: {e}` and exit non-zero without a backtrace or a panic. Each variant
+//! names what failed, so a caller can tell a bad argument from a bad file, a failed write
+//! or a bug.
 
 use std::path::{Path, PathBuf};
 
@@ -17,9 +19,22 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The bytes are not a decodable image (unknown format, truncated, corrupt).
+    /// A file or folder could not be created or written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bytes of a file are not a decodable image (unknown format, truncated, corrupt).
     #[error("{}: not a readable image: {reason}", path.display())]
     Image { path: PathBuf, reason: String },
+    /// A stream frame is not a picture (wrong length, corrupt JPEG).
+    #[error("unreadable frame: {reason}")]
+    Frame { reason: String },
+    /// Resizing an image for a model's input failed.
+    #[error("cannot resize the image: {reason}")]
+    Resize { reason: String },
     /// The file is not an ONNX model tract can load, or it failed to optimize.
     #[error("{}: cannot load model: {reason}", path.display())]
     Model { path: PathBuf, reason: String },
@@ -47,9 +62,22 @@ pub enum Error {
     /// A calibration profile is unreadable, invalid or stale.
     #[error("profile {}: {reason}", path.display())]
     Profile { path: PathBuf, reason: String },
+    /// A plot could not be drawn.
+    #[error("cannot draw {}: {reason}", path.display())]
+    Plot { path: PathBuf, reason: String },
+    /// The operating system refused a thread.
+    #[error("cannot start the {what} thread: {source}")]
+    Thread {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     /// A value given by the caller is out of its valid range.
     #[error("{0}")]
     InvalidArgument(String),
+    /// Something the library guarantees did not hold: a bug, reported instead of a panic.
+    #[error("internal error (please report): {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -57,6 +85,22 @@ impl Error {
         Error::Io {
             path: path.to_path_buf(),
             source,
+        }
+    }
+
+    pub(crate) fn write(path: &Path, source: std::io::Error) -> Self {
+        Error::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A failure of the csv crate writing `path`: a failed write, or (never for the
+    /// records this library writes) a record it cannot encode.
+    pub(crate) fn csv(path: &Path, e: csv::Error) -> Self {
+        match e.into_kind() {
+            csv::ErrorKind::Io(io) => Error::write(path, io),
+            other => Error::Internal(format!("{}: cannot encode CSV: {other:?}", path.display())),
         }
     }
 }

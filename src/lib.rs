@@ -28,7 +28,7 @@ pub mod runtime;
 pub mod stream;
 pub mod tune;
 
+pub use error::{Error, Result};
 pub use runtime::cascade::{Cascade, CascadeBuilder, Decision, StageRun};
 pub use runtime::confidence::{ExitRule, Metric, Summary, Threshold};
-pub use error::{Error, Result};
 pub use runtime::model::{LoadOptions, Model, ModelSpec, Threads};

@@ -1,7 +1,12 @@
 //! The arithmetic of a benchmark report: where the cascade stands against the models
-//! alone. Kept apart from measuring so it can be checked on hand-built figures.
+//! alone, on one cost axis (latency or energy). Kept apart from measuring so it can be
+//! checked on hand-built figures; points are picked by the one rule of
+//! [`crate::tune::tradeoff`].
 
 use serde::Serialize;
+
+use crate::bench::measure::{BenchResult, CurveRow, Figures};
+use crate::tune::tradeoff::{cheapest_reaching, most_accurate_within, on_pareto_front, Tradeoff};
 
 /// One measured or derived configuration on the accuracy/cost plane.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -11,33 +16,13 @@ pub struct Point {
     pub cost: f64,
 }
 
-/// Whether `p` is on the Pareto front of `all`: no point is at least as accurate and at
-/// most as costly while strictly better in one of the two.
-pub fn on_pareto_front(p: &Point, all: &[Point]) -> bool {
-    !all.iter().any(|q| {
-        q.accuracy >= p.accuracy && q.cost <= p.cost && (q.accuracy > p.accuracy || q.cost < p.cost)
-    })
-}
-
-/// The most accurate curve point that costs at most `max_cost` (ties: the cheaper).
-pub fn accuracy_at_cost(curve: &[Point], max_cost: f64) -> Option<&Point> {
-    curve.iter().filter(|p| p.cost <= max_cost).max_by(|a, b| {
-        a.accuracy
-            .total_cmp(&b.accuracy)
-            .then(b.cost.total_cmp(&a.cost))
-    })
-}
-
-/// The cheapest curve point at least `min_accuracy` accurate (ties: the more accurate).
-pub fn cost_at_accuracy(curve: &[Point], min_accuracy: f64) -> Option<&Point> {
-    curve
-        .iter()
-        .filter(|p| p.accuracy >= min_accuracy)
-        .min_by(|a, b| {
-            a.cost
-                .total_cmp(&b.cost)
-                .then(b.accuracy.total_cmp(&a.accuracy))
-        })
+impl Tradeoff for Point {
+    fn accuracy(&self) -> f64 {
+        self.accuracy
+    }
+    fn cost(&self) -> f64 {
+        self.cost
+    }
 }
 
 /// How the cascade compares with the largest model alone.
@@ -57,8 +42,8 @@ impl Comparison {
     /// `curve`: the cascade's threshold curve; `large`: the large model alone;
     /// `cascade`: the measured cascade; `measured`: every measured point (models and cascade).
     pub fn of(curve: &[Point], large: &Point, cascade: &Point, measured: &[Point]) -> Comparison {
-        let at_cost = accuracy_at_cost(curve, large.cost).cloned();
-        let at_acc = cost_at_accuracy(curve, large.accuracy).cloned();
+        let at_cost = most_accurate_within(curve, large.cost).cloned();
+        let at_acc = cheapest_reaching(curve, large.accuracy).cloned();
         let saving_ratio = at_acc
             .as_ref()
             .filter(|p| p.cost > 0.0)
@@ -72,6 +57,94 @@ impl Comparison {
     }
 }
 
+/// Which cost a view of a benchmark is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cost {
+    /// Mean latency per image, ms.
+    Latency,
+    /// Mean energy per image, mJ.
+    Energy,
+}
+
+impl Cost {
+    pub fn unit(self) -> &'static str {
+        match self {
+            Cost::Latency => "ms",
+            Cost::Energy => "mJ",
+        }
+    }
+
+    fn of_figures(self, f: &Figures) -> Option<f64> {
+        match self {
+            Cost::Latency => Some(f.latency.mean_ms),
+            Cost::Energy => f.energy.as_ref().map(|e| e.total_mj),
+        }
+    }
+
+    fn of_row(self, r: &CurveRow) -> Option<f64> {
+        match self {
+            Cost::Latency => Some(r.latency_ms),
+            Cost::Energy => r.energy_mj,
+        }
+    }
+}
+
+/// One cost axis of a benchmark: the measured points, the threshold curve, and how the
+/// cascade compares with the largest model on it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Axis {
+    pub cost: Cost,
+    pub measured: Vec<Point>,
+    pub curve: Vec<Point>,
+    pub comparison: Option<Comparison>,
+}
+
+impl Axis {
+    /// The axis of `cost` over a result; `None` when no configuration has that cost
+    /// (energy without a meter or board model).
+    pub fn of(r: &BenchResult, cost: Cost) -> Option<Axis> {
+        let point = |f: &Figures| -> Option<Point> {
+            Some(Point {
+                name: f.name.clone(),
+                accuracy: f.top1?,
+                cost: cost.of_figures(f)?,
+            })
+        };
+        let measured: Vec<Point> = r.configs.iter().filter_map(point).collect();
+        let curve: Vec<Point> = r
+            .curve
+            .iter()
+            .filter_map(|c| {
+                Some(Point {
+                    name: format!("t={}", c.threshold),
+                    accuracy: c.accuracy,
+                    cost: cost.of_row(c)?,
+                })
+            })
+            .collect();
+        if curve.is_empty() {
+            return None;
+        }
+        // configs: each model alone in stage order, then the cascade.
+        let n = r.configs.len();
+        let large = r.configs.get(n.wrapping_sub(2)).and_then(point);
+        let cascade = r.configs.last().and_then(point);
+        let comparison = match (large, cascade) {
+            (Some(large), Some(cascade)) => {
+                Some(Comparison::of(&curve, &large, &cascade, &measured))
+            }
+            _ => None,
+        };
+        Some(Axis {
+            cost,
+            measured,
+            curve,
+            comparison,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,26 +155,6 @@ mod tests {
             accuracy,
             cost,
         }
-    }
-
-    #[test]
-    fn pareto_front_by_hand() {
-        let all = vec![
-            p("small", 0.80, 10.0),
-            p("large", 0.90, 40.0),
-            p("cascade", 0.90, 25.0),
-            p("bad", 0.85, 45.0),
-        ];
-        assert!(on_pareto_front(&all[0], &all));
-        assert!(
-            !on_pareto_front(&all[1], &all),
-            "cascade: same accuracy, cheaper"
-        );
-        assert!(on_pareto_front(&all[2], &all));
-        assert!(!on_pareto_front(&all[3], &all));
-        // An exact duplicate does not dominate.
-        let twins = vec![p("a", 0.5, 1.0), p("b", 0.5, 1.0)];
-        assert!(on_pareto_front(&twins[0], &twins));
     }
 
     #[test]

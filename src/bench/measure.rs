@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::tune::curve::{self, Observation, Record, Reference};
+use crate::bench::memory::Memory;
+use crate::energy::{EnergyMeter, EnergyPerRun};
+use crate::error::{Error, Result};
+use crate::input::decode::RgbImage;
 use crate::runtime::cascade::{Cascade, CascadeBuilder};
 use crate::runtime::confidence::{Metric, Threshold};
-use crate::input::decode::RgbImage;
-use crate::error::Result;
-use crate::energy::{EnergyMeter, EnergyReport};
-use crate::runtime::model::{LoadOptions, ModelSpec};
+use crate::tune::curve::{self, Observation, Record, Reference};
 use crate::tune::latency::Latency;
 
 /// One image ready to classify.
@@ -37,44 +37,11 @@ pub struct Figures {
     /// Images per second over the run's compute time.
     pub throughput: f64,
     /// Energy per image, where a meter or board model exists.
-    pub energy: Option<EnergyFigures>,
+    pub energy: Option<EnergyPerRun>,
     /// Share of images answered by each stage.
     pub exit_shares: Vec<f64>,
     /// Load time of each stage that was loaded (milliseconds), in stage order.
     pub load_ms: Vec<f64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct EnergyFigures {
-    pub meter: String,
-    pub estimate: bool,
-    pub total_mj: f64,
-    pub above_idle_mj: f64,
-}
-
-/// Resident memory of the process, from /proc/self/status (Linux), in KiB.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct Memory {
-    pub rss_kib: u64,
-    pub peak_rss_kib: u64,
-}
-
-impl Memory {
-    /// Now, or `None` where /proc is not available.
-    pub fn now() -> Option<Memory> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let field = |key: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        };
-        Some(Memory {
-            rss_kib: field("VmRSS:")?,
-            peak_rss_kib: field("VmHWM:")?,
-        })
-    }
 }
 
 /// Per-image record of one configuration, kept to derive the threshold curve.
@@ -132,13 +99,7 @@ fn run_once(
     let energy = match meter {
         Some(m) => {
             let e = m.measure(&mut body)?;
-            let r = EnergyReport::per_run(m, e, idle_w, inputs.len().max(1))?;
-            Some(EnergyFigures {
-                meter: r.meter,
-                estimate: r.estimate,
-                total_mj: r.total_j * 1e3,
-                above_idle_mj: r.above_idle_j * 1e3,
-            })
+            Some(EnergyPerRun::of(m, e, idle_w, inputs.len().max(1))?)
         }
         None => {
             body()?;
@@ -174,22 +135,13 @@ fn run_once(
     })
 }
 
-/// What to benchmark.
-#[derive(Debug, Clone)]
-pub struct BenchPlan {
-    pub stages: Vec<ModelSpec>,
-    pub metric: Metric,
-    pub threshold: Threshold,
-    pub options: LoadOptions,
-}
-
 /// Everything one benchmark run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResult {
     /// Each model alone, in stage order, then the cascade.
     pub configs: Vec<Figures>,
-    pub threshold: f32,
-    pub metric: String,
+    pub threshold: Threshold,
+    pub metric: Metric,
     /// Memory before any model is loaded (the decoded images are already resident), with
     /// only the first stage resident, then with every stage loaded.
     pub memory_before_models: Option<Memory>,
@@ -213,14 +165,17 @@ pub struct CurveRow {
 
 /// Measures the plan on `inputs`. `progress(done, total)` counts classified images over
 /// all configurations.
-pub fn run(
-    plan: &BenchPlan,
+pub fn measure(
+    plan: &CascadeBuilder,
     inputs: &[Input],
     mut meter: Option<Box<dyn EnergyMeter>>,
     idle_span: Duration,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<BenchResult> {
     let n = plan.stages.len();
+    let threshold = plan.shared_threshold().ok_or_else(|| {
+        Error::InvalidArgument("bench takes one --threshold (it sweeps the rest)".into())
+    })?;
     let total = inputs.len() * (n + 1);
     let mut done = 0usize;
     let idle_w = match meter.as_deref_mut() {
@@ -232,12 +187,11 @@ pub fn run(
     // The cascade first, on a fresh process state, so memory before and after the later
     // stages load is the models' and not left over from the single-model runs.
     let mut cascade = plan
-        .stages
-        .iter()
-        .fold(CascadeBuilder::new(), |b, s| b.stage(s.clone()))
-        .metric(plan.metric)
-        .threshold(plan.threshold)
-        .load_options(plan.options)
+        .clone()
+        .threshold(threshold)
+        .preload(false)
+        .check(false)
+        .release_after_idle(None)
         .build()?;
     let memory_first_stage_only = Memory::now();
     for i in 1..n {
@@ -329,8 +283,8 @@ pub fn run(
     configs.push(cascade_run.figures);
     Ok(BenchResult {
         configs,
-        threshold: plan.threshold.get(),
-        metric: plan.metric.name().to_string(),
+        threshold,
+        metric: plan.metric,
         memory_before_models,
         memory_first_stage_only,
         memory_all_stages,

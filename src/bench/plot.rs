@@ -5,8 +5,8 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::error::{Error, Result};
 use crate::bench::compare::Point;
+use crate::error::{Error, Result};
 
 /// An `accuracy (%) vs cost` plot: `curve` as a line, every `measured` point as a labelled
 /// dot, the one named `highlight` (the cascade) in red.
@@ -23,8 +23,10 @@ pub struct AccuracyVsCost<'a> {
 impl AccuracyVsCost<'_> {
     /// Writes the plot to `path` as SVG.
     pub fn write_svg(&self, path: &Path) -> Result<()> {
-        self.draw(path)
-            .map_err(|e| Error::InvalidArgument(format!("cannot draw {}: {e}", path.display())))
+        self.draw(path).map_err(|e| Error::Plot {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
     }
 
     fn draw(&self, path: &Path) -> std::result::Result<(), Box<dyn std::error::Error>> {

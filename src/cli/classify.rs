@@ -24,7 +24,7 @@ pub struct ClassifyArgs {
 }
 
 pub fn run(args: ClassifyArgs) -> CliResult<ExitCode> {
-    let mut cascade = args.stages.build()?;
+    let (mut cascade, _) = args.stages.build()?;
     let mut failed = 0usize;
     for path in &args.images {
         // A bad image is reported and skipped; the others are still classified.
@@ -40,7 +40,7 @@ pub fn run(args: ClassifyArgs) -> CliResult<ExitCode> {
         if args.json {
             let mut v = decision_json(&cascade, &decision);
             v["path"] = path.display().to_string().into();
-            line(&serde_json::to_string(&v)?)?;
+            line(&v.to_string())?;
             continue;
         }
         let labels = cascade.labels();

@@ -7,9 +7,8 @@ use cascade::tune::eval::evaluate;
 use cascade::Threads;
 use serde_json::json;
 
-use super::data::DataArgs;
-use super::output::{line, progress_bar};
-use super::{CliResult, StageArgs};
+use super::output::{line, pct, progress_bar};
+use super::{CliResult, DataArgs, StageArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
@@ -23,8 +22,8 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs, threads: Threads) -> CliResult<ExitCode> {
-    let mut cascade = args.stages.build()?;
-    let dataset = args.data.open(cascade.labels())?;
+    let (mut cascade, _) = args.stages.build()?;
+    let dataset = args.data.spec().open(cascade.labels())?;
     if dataset.layout == LayoutKind::Unlabeled {
         log::warn!(
             "no image in {} could be labelled with the model's classes; accuracy is not defined (pass --classes?)",
@@ -62,10 +61,9 @@ pub fn run(args: EvalArgs, threads: Threads) -> CliResult<ExitCode> {
             "decode_ms_mean": report.decode_time.as_secs_f64() * 1e3 / report.records.len().max(1) as f64,
             "loads": loads.iter().map(|(s, t)| json!({"stage": s, "load_ms": t.as_secs_f64() * 1e3})).collect::<Vec<_>>(),
         });
-        line(&serde_json::to_string(&v)?)?;
+        line(&v.to_string())?;
         return Ok(ExitCode::SUCCESS);
     }
-    let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
     line(&format!("models     {}", models.join(" -> ")))?;
     if !cascade.rules().is_empty() {
         let t: Vec<String> = cascade

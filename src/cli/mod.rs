@@ -1,9 +1,10 @@
-//! Command-line definitions and dispatch.
+//! Command-line definitions and dispatch. Each command parses its arguments into a library
+//! plan, makes one library call and prints; nothing here decides anything a test would
+//! want to check.
 
 mod bench;
 mod calibrate;
 mod classify;
-mod data;
 mod eval;
 mod output;
 mod stream;
@@ -13,10 +14,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cascade::tune::dataset::DataSpec;
+use cascade::tune::profile::Profile;
 use cascade::{Cascade, CascadeBuilder, LoadOptions, Metric, ModelSpec, Threads, Threshold};
 use clap::{Parser, Subcommand, ValueEnum};
-
-pub use output::is_broken_pipe;
 
 /// Conditional execution of cascaded image classifiers: a small model answers the easy
 /// inputs, a larger one (loaded only when first needed) the hard ones.
@@ -29,7 +30,7 @@ pub struct Args {
     /// More log output (-v: info, -vv: debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Only errors on stderr.
+    /// Only errors on stderr: no progress, no "wrote ..." lines.
     #[arg(short, long, global = true)]
     pub quiet: bool,
     #[command(subcommand)]
@@ -37,8 +38,10 @@ pub struct Args {
 }
 
 fn default_threads() -> Threads {
-    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Threads::new(n).unwrap_or(Threads::new(1).expect("1 is a valid thread count"))
+    std::thread::available_parallelism()
+        .ok()
+        .and_then(|n| Threads::new(n.get()).ok())
+        .unwrap_or(Threads::ONE)
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,7 +58,28 @@ pub enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// Which models to run: one `--model`, or a cascade of `--stage`s with exit rules.
+/// Which cascade to run: a `--profile`, or `--stage`s with exit rules.
+#[derive(Debug, clap::Args)]
+pub struct CascadeArgs {
+    /// A profile written by `cascade calibrate`: its stages, metric and threshold.
+    #[arg(long, value_name = "PROFILE.toml", conflicts_with_all = ["stages", "thresholds", "metric"])]
+    pub profile: Option<PathBuf>,
+    /// A cascade stage, cheapest first; repeat for each stage (at least two).
+    #[arg(long = "stage", value_name = "MODEL.onnx")]
+    pub stages: Vec<PathBuf>,
+    /// Exit threshold: one for every stage, or repeat once per stage but the last [default: 0.7].
+    #[arg(long = "threshold", value_name = "T")]
+    pub thresholds: Vec<Threshold>,
+    /// Confidence metric compared with the threshold: max-prob, margin or entropy [default: max-prob].
+    #[arg(long)]
+    pub metric: Option<Metric>,
+    /// tract's NHWC convolution rewrite: auto (on for x86_64, where it measured faster).
+    #[arg(long, value_enum, default_value_t = Toggle::Auto)]
+    pub conv_nhwc: Toggle,
+}
+
+/// [`CascadeArgs`] or one `--model`, with residency options: what classify, eval and
+/// stream run.
 #[derive(Debug, clap::Args)]
 pub struct StageArgs {
     /// A single ONNX classifier (its manifest `<model>.toml` is read if present).
@@ -66,18 +90,8 @@ pub struct StageArgs {
         required_unless_present_any = ["stages", "profile"]
     )]
     pub model: Option<PathBuf>,
-    /// A profile written by `cascade calibrate`: its stages, metric and threshold.
-    #[arg(long, value_name = "PROFILE.toml", conflicts_with_all = ["stages", "thresholds", "metric"])]
-    pub profile: Option<PathBuf>,
-    /// A cascade stage, cheapest first; repeat for each stage (at least two).
-    #[arg(long = "stage", value_name = "MODEL.onnx")]
-    pub stages: Vec<PathBuf>,
-    /// Exit threshold: one for every stage, or repeat once per stage but the last.
-    #[arg(long = "threshold", value_name = "T")]
-    pub thresholds: Vec<Threshold>,
-    /// Confidence metric compared with the threshold [default: max-prob].
-    #[arg(long, value_parser = parse_metric)]
-    pub metric: Option<Metric>,
+    #[command(flatten)]
+    pub cascade: CascadeArgs,
     /// Load every stage up front instead of on first need (for latency-critical use).
     #[arg(long)]
     pub preload: bool,
@@ -85,11 +99,8 @@ pub struct StageArgs {
     #[arg(long)]
     pub check: bool,
     /// Release a later stage after it has been idle this many seconds.
-    #[arg(long, value_name = "SECONDS")]
-    pub release_after: Option<f64>,
-    /// tract's NHWC convolution rewrite: auto (on for x86_64, where it measured faster).
-    #[arg(long, value_enum, default_value_t = Toggle::Auto)]
-    pub conv_nhwc: Toggle,
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub release_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -99,12 +110,8 @@ pub enum Toggle {
     Off,
 }
 
-pub(crate) fn parse_metric(s: &str) -> Result<Metric, String> {
-    s.parse()
-}
-
 impl Toggle {
-    pub(crate) fn load_options(self) -> LoadOptions {
+    fn load_options(self) -> LoadOptions {
         match self {
             Toggle::Auto => LoadOptions::default(),
             Toggle::On => LoadOptions { conv_nhwc: true },
@@ -113,52 +120,73 @@ impl Toggle {
     }
 }
 
-/// The default exit threshold when neither `--threshold` nor `--profile` gives one.
-pub(crate) const DEFAULT_THRESHOLD: f32 = 0.7;
+/// A non-negative number of seconds that fits a `Duration`.
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    Duration::try_from_secs_f64(v).map_err(|_| format!("{s} is not a usable number of seconds"))
+}
 
-impl StageArgs {
-    fn load_options(&self) -> LoadOptions {
-        self.conv_nhwc.load_options()
-    }
-
-    /// Builds the single model or the cascade these options describe.
-    pub fn build(&self) -> cascade::Result<Cascade> {
-        if let Some(model) = &self.model {
-            return Cascade::single(ModelSpec::new(model), self.load_options());
-        }
-        let release_after = match self.release_after {
-            None => None,
-            Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),
-            Some(s) => {
-                return Err(cascade::Error::InvalidArgument(format!(
-                    "--release-after {s} must be a non-negative number of seconds"
-                )))
+impl CascadeArgs {
+    /// The profile, if one is named, and the cascade it or the stages describe.
+    fn resolve(&self) -> cascade::Result<(CascadeBuilder, Option<Profile>)> {
+        let (builder, profile) = match &self.profile {
+            Some(path) => {
+                let profile = Profile::load(path)?;
+                (profile.builder(), Some(profile))
             }
-        };
-        let builder = match &self.profile {
-            Some(path) => cascade::tune::profile::Profile::load(path)?.builder()?,
-            None => {
-                let thresholds = if self.thresholds.is_empty() {
-                    vec![Threshold::new(DEFAULT_THRESHOLD)?]
-                } else {
-                    self.thresholds.clone()
-                };
+            None => (
                 self.stages
                     .iter()
-                    .fold(CascadeBuilder::new(), |b, s| b.stage(ModelSpec::new(s)))
+                    .map(ModelSpec::new)
+                    .fold(CascadeBuilder::new(), CascadeBuilder::stage)
                     .metric(self.metric.unwrap_or_default())
-                    .thresholds(thresholds)
-            }
+                    .thresholds(self.thresholds.iter().copied()),
+                None,
+            ),
         };
-        let builder = builder
-            .preload(self.preload)
-            .release_after_idle(release_after)
-            .load_options(self.load_options());
-        let mut cascade = builder.build()?;
-        if self.check {
-            cascade.check()?;
+        Ok((builder.load_options(self.conv_nhwc.load_options()), profile))
+    }
+}
+
+impl StageArgs {
+    /// Builds the single model or the cascade these options describe, reading a profile
+    /// once; returns the profile too, for the stream's deadline and budget.
+    pub fn build(&self) -> cascade::Result<(Cascade, Option<Profile>)> {
+        if let Some(model) = &self.model {
+            let options = self.cascade.conv_nhwc.load_options();
+            return Ok((Cascade::single(ModelSpec::new(model), options)?, None));
         }
-        Ok(cascade)
+        let (builder, profile) = self.cascade.resolve()?;
+        let cascade = builder
+            .preload(self.preload)
+            .check(self.check)
+            .release_after_idle(self.release_after)
+            .build()?;
+        Ok((cascade, profile))
+    }
+}
+
+/// The data-folder options shared by `eval`, `calibrate` and `bench`.
+#[derive(Debug, clap::Args)]
+pub struct DataArgs {
+    /// Labelled image folder: `<synset>_*.JPEG` files, or one subfolder per class.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Class list to label the folder with (default: the first model's labels).
+    #[arg(long, value_name = "FILE")]
+    pub classes: Option<PathBuf>,
+    /// Use only the first N images.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+impl DataArgs {
+    fn spec(&self) -> DataSpec {
+        DataSpec {
+            dir: self.data.clone(),
+            classes: self.classes.clone(),
+            limit: self.limit,
+        }
     }
 }
 
@@ -195,15 +223,18 @@ pub fn run(args: Args) -> CliResult<ExitCode> {
     }
 }
 
-/// The CLI's error: a library error or an output failure, both shown on one line.
+/// The CLI's error: a library error or a failed write to stdout, both shown on one line.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error(transparent)]
     Cascade(#[from] cascade::Error),
     #[error("cannot write output: {0}")]
     Io(#[from] std::io::Error),
-    #[error("cannot encode JSON: {0}")]
-    Json(#[from] serde_json::Error),
 }
 
 pub type CliResult<T> = Result<T, CliError>;
+
+/// Whether an error is stdout having been closed by its reader.
+pub fn is_broken_pipe(e: &CliError) -> bool {
+    matches!(e, CliError::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
+}

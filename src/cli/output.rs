@@ -1,17 +1,10 @@
-//! Writing results: plain lines for people, JSON for scripts, and a closed pipe (`| head`)
-//! treated as the reader having seen enough rather than as an error.
+//! Writing results: plain lines for people, JSON for scripts, progress and status on
+//! stderr (silenced by `-q`).
 
 use std::io::Write;
 
 use cascade::{Cascade, Decision};
 use serde_json::{json, Value};
-
-use super::CliError;
-
-/// Whether an error is stdout having been closed by its reader.
-pub fn is_broken_pipe(e: &CliError) -> bool {
-    matches!(e, CliError::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
-}
 
 /// Writes one line to stdout, flushing so that a pipe reader sees it at once.
 pub fn line(text: &str) -> std::io::Result<()> {
@@ -20,8 +13,37 @@ pub fn line(text: &str) -> std::io::Result<()> {
     out.flush()
 }
 
-fn ms(d: std::time::Duration) -> f64 {
+/// Whether status output is wanted (`-q` sets the log level to errors only).
+fn chatty() -> bool {
+    log::max_level() >= log::LevelFilter::Warn
+}
+
+/// A status line on stderr ("measuring ...", "wrote ..."), unless `-q`.
+pub fn status(text: &str) {
+    if chatty() {
+        eprintln!("{text}");
+    }
+}
+
+/// A progress bar on stderr (hidden with `-q`, and by indicatif when stderr is no terminal).
+pub fn progress_bar(len: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}  {per_sec}  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if !chatty() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
+pub fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// A share as a percentage, or `n/a`.
+pub fn pct(v: Option<f64>) -> String {
+    v.map_or("n/a".into(), |v| format!("{:.1}%", 100.0 * v))
 }
 
 /// A decision as JSON, with class names and each executed stage's model and timings.
@@ -58,18 +80,4 @@ pub fn decision_json(cascade: &Cascade, d: &Decision) -> Value {
         "top": top,
         "stages": stages,
     })
-}
-
-/// A progress bar on stderr (hidden with `-q`, and by indicatif when stderr is no terminal).
-pub fn progress_bar(len: usize) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len as u64).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} images  {per_sec}  eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    if log::max_level() < log::LevelFilter::Warn {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar
 }

@@ -8,8 +8,8 @@
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use crate::error::{Error, Result};
 use crate::energy::{Energy, EnergyMeter};
+use crate::error::{Error, Result};
 
 /// A measurement running on its own thread until [`Background::finish`].
 #[derive(Debug)]

@@ -14,12 +14,12 @@
 //!
 //! Every meter also includes whatever else the metered domain powers (the OS, the sampler
 //! itself), so costs are reported twice: total, and above an idle baseline measured the
-//! same way ([`idle_power`], [`EnergyReport`]).
+//! same way ([`idle_power`], [`EnergyPerRun`]).
 
-pub mod board;
 mod background;
-mod hwmon;
+pub mod board;
 mod board_model;
+mod hwmon;
 mod powercap;
 mod vcgencmd;
 
@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub use background::Background;
-pub use hwmon::HwmonMeter;
 pub use board_model::ModelMeter;
+pub use hwmon::HwmonMeter;
 pub use powercap::PowercapMeter;
 pub use vcgencmd::{parse_pmic_watts, system_runner, CommandRunner, VcgencmdMeter};
 
@@ -133,44 +133,41 @@ pub fn idle_power(meter: &mut dyn EnergyMeter, span: Duration) -> Result<f64> {
     Ok(energy.watts())
 }
 
-/// Energy per inference, total and above the idle baseline.
+/// Energy per run of some work (one inference, one image through the cascade), total and
+/// above the idle baseline: the one energy figure that profiles, calibration and
+/// benchmarks all report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EnergyReport {
+pub struct EnergyPerRun {
     /// [`EnergyMeter::name`] of the meter used.
     pub meter: String,
     /// True when the figures come from a board power model, not a measurement.
     pub estimate: bool,
-    /// Energy per inference, joules, everything the meter sees.
-    pub total_j: f64,
+    /// Energy per run, millijoules, everything the meter sees.
+    pub total_mj: f64,
+    /// Energy per run above the idle baseline, millijoules (never negative).
+    pub above_idle_mj: f64,
     /// Idle baseline, watts.
     pub idle_w: f64,
-    /// Energy per inference above the idle baseline, joules (never negative).
-    pub above_idle_j: f64,
 }
 
-impl EnergyReport {
-    /// Report for `energy` measured over `runs` inferences, with idle power `idle_w`.
-    /// Above idle is `joules - idle_w * seconds`, clamped at 0 (noise can push a light
-    /// workload below the baseline).
-    pub fn per_run(
-        meter: &dyn EnergyMeter,
-        energy: Energy,
-        idle_w: f64,
-        runs: usize,
-    ) -> Result<Self> {
+impl EnergyPerRun {
+    /// The figures for `energy` measured by `meter` over `runs` runs, with idle power
+    /// `idle_w`. Above idle is `joules - idle_w * seconds`, clamped at 0 (noise can push a
+    /// light workload below the baseline).
+    pub fn of(meter: &dyn EnergyMeter, energy: Energy, idle_w: f64, runs: usize) -> Result<Self> {
         if runs == 0 {
             return Err(Error::InvalidArgument(
-                "energy report needs at least one run".into(),
+                "an energy figure per run needs at least one run".into(),
             ));
         }
         let runs = runs as f64;
         let above = (energy.joules - idle_w * energy.seconds).max(0.0);
-        Ok(EnergyReport {
+        Ok(EnergyPerRun {
             meter: meter.name(),
             estimate: meter.is_estimate(),
-            total_j: energy.joules / runs,
+            total_mj: 1e3 * energy.joules / runs,
+            above_idle_mj: 1e3 * above / runs,
             idle_w,
-            above_idle_j: above / runs,
         })
     }
 }
@@ -490,21 +487,21 @@ pub(crate) mod tests {
             joules: 64.0,
             seconds: 10.0,
         };
-        let r = EnergyReport::per_run(&meter, energy, idle, 4).unwrap();
+        let r = EnergyPerRun::of(&meter, energy, idle, 4).unwrap();
         assert!(r.estimate);
-        assert_eq!(r.total_j, 16.0);
-        assert!((r.above_idle_j - (64.0 - 27.0) / 4.0).abs() < 1e-12);
+        assert_eq!(r.total_mj, 16_000.0);
+        assert!((r.above_idle_mj - 1e3 * (64.0 - 27.0) / 4.0).abs() < 1e-9);
         let low = Energy {
             joules: 1.0,
             seconds: 10.0,
         };
         assert_eq!(
-            EnergyReport::per_run(&meter, low, idle, 1)
+            EnergyPerRun::of(&meter, low, idle, 1)
                 .unwrap()
-                .above_idle_j,
+                .above_idle_mj,
             0.0
         );
-        assert!(EnergyReport::per_run(&meter, energy, idle, 0).is_err());
+        assert!(EnergyPerRun::of(&meter, energy, idle, 0).is_err());
         assert!(idle_power(&mut meter, Duration::ZERO).is_err());
     }
 

@@ -9,6 +9,7 @@ use std::path::Path;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
 use crate::error::{Error, Result};
+use crate::input::jpeg;
 
 /// A decoded image: 8-bit RGB, row-major, interleaved.
 pub type RgbImage = image::RgbImage;
@@ -31,9 +32,7 @@ pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
         None => return Err("unknown image format (JPEG and PNG are supported)".into()),
         // The JPEG decoder fills a cut-off scan with grey instead of failing, which would
         // silently classify half a picture: refuse a JPEG whose scan never ends.
-        Some(image::ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
-            return Err("truncated JPEG (no end-of-image marker after the scan)".into())
-        }
+        Some(image::ImageFormat::Jpeg) => jpeg::check_complete(bytes)?,
         Some(_) => {}
     }
     let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
@@ -44,36 +43,6 @@ pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
         return Err("image has no pixels".into());
     }
     Ok(image.into_rgb8())
-}
-
-/// Whether a JPEG's first frame scan is followed by an end-of-image marker.
-///
-/// Walks the marker segments from the start (so an EXIF thumbnail, which sits inside an
-/// APP1 segment with its own markers, is skipped), then looks for `FF D9` after the start
-/// of scan. Inside entropy-coded data a `FF` byte is always followed by `00` or a restart
-/// marker, so the first `FF D9` there is the real end. Trailing bytes after it are allowed.
-pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    if bytes.len() < 4 || bytes[0] != 0xFF || bytes[1] != 0xD8 {
-        return false;
-    }
-    let mut i = 2;
-    while i + 4 <= bytes.len() {
-        if bytes[i] != 0xFF {
-            return false;
-        }
-        let marker = bytes[i + 1];
-        if marker == 0xFF {
-            i += 1; // fill byte
-            continue;
-        }
-        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
-        if marker == 0xDA {
-            let scan = &bytes[(i + 2 + len).min(bytes.len())..];
-            return scan.windows(2).any(|w| w == [0xFF, 0xD9]);
-        }
-        i += 2 + len;
-    }
-    false
 }
 
 #[cfg(test)]
@@ -92,7 +61,6 @@ mod tests {
     #[test]
     fn complete_jpeg_decodes() {
         let bytes = jpeg(16, 8);
-        assert!(jpeg_is_complete(&bytes));
         let img = decode_bytes(&bytes).unwrap();
         assert_eq!(img.dimensions(), (16, 8));
         // Trailing bytes after the end marker are tolerated (some cameras append data).

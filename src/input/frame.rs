@@ -11,11 +11,10 @@
 //! `ceil(W/2) x ceil(H/2)`, so odd sizes work.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::input::decode::{decode_bytes, RgbImage};
 use crate::error::{Error, Result};
+use crate::input::decode::{decode_bytes, RgbImage};
 
 /// How the bytes of one frame encode its pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -213,12 +212,9 @@ impl FrameConverter {
     }
 
     /// Converts one frame. A frame of the wrong length or an undecodable JPEG is an
-    /// [`Error::Image`] naming `frame`; the converter stays usable for the next frame.
+    /// [`Error::Frame`]; the converter stays usable for the next frame.
     pub fn convert(&mut self, bytes: &[u8]) -> Result<&RgbImage> {
-        let bad = |reason: String| Error::Image {
-            path: PathBuf::from("frame"),
-            reason,
-        };
+        let bad = |reason: String| Error::Frame { reason };
         let pixel = self.format.pixel;
         if pixel == PixelFormat::Mjpeg {
             self.image = decode_bytes(bytes).map_err(bad)?;

@@ -1,30 +1,13 @@
-//! Cutting a byte stream of back-to-back JPEG images into frames.
+//! Cutting a byte stream of back-to-back JPEG images into frames, with the marker walk of
+//! [`crate::input::jpeg`] (an EXIF thumbnail inside a frame does not end it).
 //!
-//! Searching for the first `FF D9` after an `FF D8` is not enough: an EXIF thumbnail is a
-//! whole JPEG inside the APP1 segment, with its own end marker. So the splitter walks the
-//! marker segments by their lengths and looks for the end marker only where it can be: after
-//! a start-of-scan, in entropy-coded data, where a `FF` byte is always followed by `00` or a
-//! restart marker unless a real marker begins.
-//!
-//! A frame that breaks this structure (garbled bytes, or one cut off where the next image
-//! starts) is reported as bad, and the splitter resynchronises on the next start-of-image
-//! without losing that next frame. The walk keeps its place between reads, so data arriving
-//! in small pieces from a pipe is scanned once.
+//! A frame that breaks the JPEG structure (garbled bytes, or one cut off where the next
+//! image starts) is reported as bad, and the splitter resynchronises on the next
+//! start-of-image without losing that next frame. The walk keeps its place between reads,
+//! so data arriving in small pieces from a pipe is scanned once.
 
 use crate::input::frame::Unit;
-
-/// A frame larger than this without an end marker is taken for garbage.
-pub const MAX_FRAME: usize = 64 << 20;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Looking for a start-of-image marker.
-    Seek,
-    /// At `at` a marker is expected.
-    Marker,
-    /// Inside entropy-coded data from `at`.
-    Entropy,
-}
+use crate::input::jpeg::{starts_header, Step, Walk};
 
 /// Incremental JPEG splitter over a growing buffer.
 #[derive(Debug)]
@@ -32,11 +15,10 @@ pub struct MjpegSplitter {
     buf: Vec<u8>,
     /// Start of unconsumed data; the current frame's start-of-image once one is found.
     pos: usize,
-    phase: Phase,
-    /// Scan position relative to `pos`.
-    at: usize,
-    /// Start of the segment being walked, relative to `pos`: where to resynchronise from.
-    segment: usize,
+    /// The walk over the current frame, once its start-of-image is found.
+    walk: Option<Walk>,
+    /// Where to look for the next start-of-image, relative to `pos`, while seeking.
+    seek_at: usize,
     /// Skipping the rest of a bad frame: those bytes are not reported again.
     quiet: bool,
     /// Bytes seen outside any frame (between or around images), reported once at the end.
@@ -56,9 +38,8 @@ impl MjpegSplitter {
         MjpegSplitter {
             buf: Vec::new(),
             pos: 0,
-            phase: Phase::Seek,
-            at: 0,
-            segment: 0,
+            walk: None,
+            seek_at: 0,
             quiet: false,
             stray: 0,
             reserved: 0,
@@ -91,156 +72,49 @@ impl MjpegSplitter {
         self.filled(data.len());
     }
 
-    /// Bytes seen outside any frame so far.
-    pub fn stray_bytes(&self) -> u64 {
-        self.stray
-    }
-
     /// The next frame (appended to `out`) or bad frame from the data so far, or `None`
     /// when more data is needed.
     pub fn next(&mut self, out: &mut Vec<u8>) -> Option<Unit> {
         loop {
             let data = &self.buf[self.pos..];
-            match self.phase {
-                Phase::Seek => match data[self.at.min(data.len())..]
+            let Some(walk) = &mut self.walk else {
+                let found = data[self.seek_at.min(data.len())..]
                     .windows(4)
-                    .position(|w| w[..3] == [0xFF, 0xD8, 0xFF] && starts_header(w[3]))
-                {
-                    Some(p) => {
-                        let skip = self.at + p;
-                        if !self.quiet {
-                            self.stray += skip as u64;
-                        }
-                        self.pos += skip;
-                        self.quiet = false;
-                        self.phase = Phase::Marker;
-                        self.at = 2;
-                        self.segment = 0;
-                    }
-                    None => {
-                        // Keep three bytes: they may be the start of an image cut by the read.
-                        let skip = data.len().saturating_sub(3);
-                        if !self.quiet {
-                            self.stray += skip as u64;
-                        }
-                        self.pos += skip;
-                        self.at = 0;
-                        return None;
-                    }
-                },
-                Phase::Marker => {
-                    let at = self.at;
-                    if at > MAX_FRAME {
-                        return Some(self.bad(
-                            self.segment + 2,
-                            format!("no end-of-image marker within {} MiB", MAX_FRAME >> 20),
-                        ));
-                    }
-                    if at + 2 > data.len() {
-                        return None;
-                    }
-                    if data[at] != 0xFF {
-                        return Some(self.bad(
-                            self.segment + 2,
-                            format!("broken marker structure at byte {at}"),
-                        ));
-                    }
-                    match data[at + 1] {
-                        0xFF => self.at += 1, // fill byte before a marker
-                        0xD8 => {
-                            // The next image starts before this one ended: resynchronise
-                            // right there, so that image is kept.
-                            return Some(self.bad(
-                                at,
-                                "no end-of-image marker before the next image starts".into(),
-                            ));
-                        }
-                        0xD9 => {
-                            out.extend_from_slice(&data[..at + 2]);
-                            self.pos += at + 2;
-                            self.phase = Phase::Seek;
-                            self.at = 0;
-                            return Some(Unit::Frame);
-                        }
-                        0x01 | 0xD0..=0xD7 => self.at += 2, // markers without a length
-                        0x00 | 0x02..=0xBF => {
-                            return Some(self.bad(
-                                self.segment + 2,
-                                format!("invalid marker FF {:02X} at byte {at}", data[at + 1]),
-                            ));
-                        }
-                        marker => {
-                            if at + 4 > data.len() {
-                                return None;
-                            }
-                            let len = usize::from(u16::from_be_bytes([data[at + 2], data[at + 3]]));
-                            if len < 2 {
-                                return Some(self.bad(
-                                    self.segment + 2,
-                                    format!("segment of length {len} at byte {at}"),
-                                ));
-                            }
-                            self.segment = at;
-                            self.at = at + 2 + len;
-                            if marker == 0xDA {
-                                self.phase = Phase::Entropy;
-                            }
-                        }
-                    }
+                    .position(|w| w[..3] == [0xFF, 0xD8, 0xFF] && starts_header(w[3]));
+                // Without a start, keep three bytes: they may begin an image cut by the read.
+                let skip = found.map_or(data.len().saturating_sub(3), |p| self.seek_at + p);
+                if !self.quiet {
+                    self.stray += skip as u64;
                 }
-                Phase::Entropy => {
-                    let mut i = self.at;
-                    let found = loop {
-                        if i > MAX_FRAME {
-                            break Err(true);
-                        }
-                        if i + 1 >= data.len() {
-                            break Err(false);
-                        }
-                        if data[i] != 0xFF {
-                            i += 1;
-                            continue;
-                        }
-                        match data[i + 1] {
-                            // Stuffed zero or restart marker: still entropy-coded data.
-                            0x00 | 0xD0..=0xD7 => i += 2,
-                            _ => break Ok(i),
-                        }
-                    };
-                    match found {
-                        Ok(marker) => {
-                            self.at = marker;
-                            self.segment = marker;
-                            self.phase = Phase::Marker;
-                        }
-                        Err(true) => {
-                            return Some(self.bad(
-                                self.segment + 2,
-                                format!("no end-of-image marker within {} MiB", MAX_FRAME >> 20),
-                            ));
-                        }
-                        Err(false) => {
-                            self.at = i.max(self.at);
-                            return None;
-                        }
-                    }
+                self.pos += skip;
+                self.seek_at = 0;
+                found?;
+                self.quiet = false;
+                self.walk = Some(Walk::new());
+                continue;
+            };
+            return match walk.advance(data) {
+                Step::More => None,
+                Step::End(len) => {
+                    out.extend_from_slice(&data[..len]);
+                    self.pos += len;
+                    self.walk = None;
+                    Some(Unit::Frame)
                 }
-            }
+                Step::Corrupt { resync, reason } => {
+                    self.resync(resync);
+                    Some(Unit::Bad(format!("corrupt JPEG frame: {reason}")))
+                }
+            };
         }
     }
 
-    /// Gives up on the current frame and looks for the next start-of-image from `resync`
+    /// Gives up on the current frame and looks for the next start-of-image from `from`
     /// (relative to the frame's start), skipping the rest of this frame silently.
-    fn bad(&mut self, resync: usize, reason: String) -> Unit {
-        self.resync(resync);
-        Unit::Bad(format!("corrupt JPEG frame: {reason}"))
-    }
-
     fn resync(&mut self, from: usize) {
         self.pos = (self.pos + from).min(self.buf.len());
-        self.phase = Phase::Seek;
-        self.at = 0;
-        self.segment = 0;
+        self.walk = None;
+        self.seek_at = 0;
         self.quiet = true;
     }
 
@@ -251,9 +125,9 @@ impl MjpegSplitter {
         if let Some(unit) = self.next(out) {
             return unit;
         }
-        if self.phase != Phase::Seek {
+        if let Some(walk) = self.walk {
             let rest = self.buf.len() - self.pos;
-            self.resync(self.segment + 2);
+            self.resync(walk.resync_point());
             return Unit::Bad(format!(
                 "truncated last frame: {rest} bytes without an end-of-image marker"
             ));
@@ -263,7 +137,7 @@ impl MjpegSplitter {
         }
         self.buf.clear();
         self.pos = 0;
-        self.at = 0;
+        self.seek_at = 0;
         self.quiet = false;
         if self.stray > 0 {
             log::warn!(
@@ -273,12 +147,6 @@ impl MjpegSplitter {
         }
         Unit::End
     }
-}
-
-/// Whether a marker can follow start-of-image: a table, frame header, restart interval,
-/// comment or application segment. Rules out `FF D8 FF` runs inside garbage.
-fn starts_header(marker: u8) -> bool {
-    matches!(marker, 0xC0..=0xCF | 0xDB | 0xDD | 0xE0..=0xEF | 0xFE)
 }
 
 #[cfg(test)]

@@ -121,7 +121,8 @@ fn insert_ranked<const K: usize>(top: &mut heapless::Vec<(usize, f32), K>, class
 }
 
 /// The confidence measure an exit rule compares with its threshold. Each ranges over 0..=1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Metric {
     /// Softmax probability of the predicted class.
     #[default]
@@ -171,8 +172,16 @@ impl FromStr for Metric {
 
 /// A confidence level an input must reach to exit: a finite value in `0..=1`, the range
 /// of every [`Metric`]. Constructed only through [`Threshold::new`].
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "f32", into = "f32")]
 pub struct Threshold(f32);
+
+impl Default for Threshold {
+    /// [`crate::runtime::cascade::DEFAULT_THRESHOLD`].
+    fn default() -> Self {
+        Threshold(crate::runtime::cascade::DEFAULT_THRESHOLD)
+    }
+}
 
 impl Threshold {
     pub fn new(value: f32) -> Result<Threshold> {
@@ -187,6 +196,25 @@ impl Threshold {
 
     pub fn get(self) -> f32 {
         self.0
+    }
+}
+
+impl TryFrom<f32> for Threshold {
+    type Error = Error;
+    fn try_from(value: f32) -> Result<Threshold> {
+        Threshold::new(value)
+    }
+}
+
+impl From<Threshold> for f32 {
+    fn from(t: Threshold) -> f32 {
+        t.0
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 

@@ -312,6 +312,9 @@ fn apply_transform(mut model: TypedModel, name: &str) -> TractResult<TypedModel>
 pub struct Threads(std::num::NonZeroUsize);
 
 impl Threads {
+    /// One thread: the deterministic, lightest setting.
+    pub const ONE: Threads = Threads(std::num::NonZeroUsize::MIN);
+
     pub fn new(n: usize) -> Result<Self> {
         std::num::NonZeroUsize::new(n)
             .map(Threads)

@@ -7,8 +7,8 @@
 
 use fast_image_resize::{self as fir, FilterType, PixelType, ResizeAlg, ResizeOptions};
 
-use crate::input::decode::RgbImage;
 use crate::error::{Error, Result};
+use crate::input::decode::RgbImage;
 use crate::runtime::manifest::{InputSpec, Layout};
 
 /// Where the crop window lies in the resized image.
@@ -78,8 +78,9 @@ impl Preprocessor {
     pub fn run(&mut self, image: &RgbImage) -> Result<&[f32]> {
         let (w, h) = (image.width() as usize, image.height() as usize);
         let g = Geometry::plan(w, h, &self.spec);
-        let resize_err =
-            |e: &dyn std::fmt::Display| Error::InvalidArgument(format!("resize failed: {e}"));
+        let resize_err = |e: &dyn std::fmt::Display| Error::Resize {
+            reason: e.to_string(),
+        };
         let src = fir::images::ImageRef::new(w as u32, h as u32, image.as_raw(), PixelType::U8x3)
             .map_err(|e| resize_err(&e))?;
         self.resized.resize(g.scaled_width * g.scaled_height * 3, 0);

@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::input::decode::RgbImage;
 use crate::error::{Error, Result};
+use crate::input::decode::RgbImage;
 use crate::runtime::model::{LoadOptions, Model, ModelSpec};
 use crate::runtime::preprocess::Preprocessor;
 
@@ -120,8 +120,8 @@ impl Stage {
         let load = self.load()?;
         // load() leaves both in place; the error arm only guards that invariant.
         let (Some(model), Some(pre)) = (self.model.as_mut(), self.preprocessor.as_mut()) else {
-            return Err(Error::InvalidArgument(format!(
-                "{} is not loaded",
+            return Err(Error::Internal(format!(
+                "{} is not loaded after loading it",
                 self.spec.path.display()
             )));
         };

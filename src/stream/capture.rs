@@ -6,8 +6,8 @@
 //! may pad each row to a `stride` wider than the picture, and a buffer the driver flagged as
 //! corrupt must be skipped like a corrupt JPEG in a pipe.
 
-use crate::input::frame::{FrameFormat, PixelFormat};
 use crate::input::frame::Unit;
+use crate::input::frame::{FrameFormat, PixelFormat};
 
 /// A buffer as the driver returned it.
 #[derive(Debug, Clone, Copy)]

@@ -7,13 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::tune::curve::Budget;
-use crate::runtime::cascade::{Cascade, Decision, MAX_STAGES};
-use crate::runtime::confidence::Threshold;
 use crate::error::{Error, Result};
 use crate::input::frame::{FrameConverter, FrameFormat};
+use crate::runtime::cascade::{Cascade, Decision, MAX_STAGES};
+use crate::runtime::confidence::Threshold;
 use crate::stream::controller::BudgetController;
 use crate::stream::deadline::Deadline;
+use crate::tune::budget::Budget;
 
 /// Why the answering stage answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +143,7 @@ impl StreamClassifier {
         };
         let image = match self.converter.convert(bytes) {
             Ok(image) => image,
-            Err(Error::Image { reason, .. }) => return Ok(FrameOutcome::Unreadable(reason)),
+            Err(Error::Frame { reason }) => return Ok(FrameOutcome::Unreadable(reason)),
             Err(e) => return Err(e),
         };
         // Which stages are resident now; a deferral can only load the stage it goes to.
@@ -198,8 +198,8 @@ impl StreamClassifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::cascade::CascadeBuilder;
     use crate::input::frame::{FrameSize, PixelFormat};
+    use crate::runtime::cascade::CascadeBuilder;
     use crate::runtime::model::ModelSpec;
 
     /// Two copies of the 10-class fixture, every input deferred (threshold 1).

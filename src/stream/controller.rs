@@ -14,8 +14,9 @@
 //! drift, as long as the budget is reachable at all (between the costs of exiting
 //! everything at the first stage and deferring everything).
 
-use crate::tune::curve::{Budget, CurvePoint};
 use crate::error::{Error, Result};
+use crate::tune::budget::Budget;
+use crate::tune::curve::CurvePoint;
 
 /// Default integral gain: the threshold responds to a lasting error within about
 /// `1 / gain` frames, while one frame's cost moves it by only a small step.

@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::tune::profile::Profile;
 
 /// Stage costs from a profile and the time each frame may take.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,11 +20,14 @@ pub struct Deadline {
 
 impl Deadline {
     pub fn new(limit_ms: f64, stage_ms: Vec<f64>, load_ms: Vec<f64>) -> Result<Deadline> {
-        if !(limit_ms.is_finite() && limit_ms > 0.0) {
-            return Err(Error::InvalidArgument(format!(
-                "--deadline-ms must be a positive number, got {limit_ms}"
-            )));
-        }
+        let limit = Duration::try_from_secs_f64(limit_ms / 1e3)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "--deadline-ms must be a positive number of milliseconds, got {limit_ms}"
+                ))
+            })?;
         if stage_ms.len() != load_ms.len()
             || stage_ms
                 .iter()
@@ -37,19 +39,10 @@ impl Deadline {
             ));
         }
         Ok(Deadline {
-            limit: Duration::from_secs_f64(limit_ms / 1e3),
+            limit,
             stage_ms,
             load_ms,
         })
-    }
-
-    /// The deadline with the stage costs measured in `profile`.
-    pub fn from_profile(limit_ms: f64, profile: &Profile) -> Result<Deadline> {
-        Deadline::new(
-            limit_ms,
-            profile.stages.iter().map(|s| s.latency.mean_ms).collect(),
-            profile.stages.iter().map(|s| s.load_ms).collect(),
-        )
     }
 
     pub fn limit(&self) -> Duration {
@@ -87,6 +80,7 @@ mod tests {
     fn invalid_settings_are_refused() {
         assert!(Deadline::new(0.0, vec![1.0], vec![1.0]).is_err());
         assert!(Deadline::new(f64::NAN, vec![1.0], vec![1.0]).is_err());
+        assert!(Deadline::new(1e300, vec![1.0], vec![1.0]).is_err());
         assert!(Deadline::new(10.0, vec![1.0], vec![]).is_err());
         assert!(Deadline::new(10.0, vec![-1.0], vec![1.0]).is_err());
     }

@@ -12,15 +12,17 @@
 //! - [`queue`]: the one-frame slot between the reader and the classifier.
 //! - [`classifier`]: one frame's bytes to one answer (the library core).
 //! - [`deadline`] and [`controller`]: the two real-time policies.
-//! - [`run`]: the whole stream, pulled one [`Event`] at a time; [`stats`] counts it.
+//! - [`session`]: the whole stream, set up from a [`SessionConfig`] and pulled one
+//!   [`Event`] at a time; [`stats`] counts it.
 
 pub mod capture;
 pub mod classifier;
 pub mod controller;
 pub mod deadline;
+pub mod open;
 pub mod queue;
 pub mod reader;
-pub mod run;
+pub mod session;
 pub mod source;
 pub mod stats;
 #[cfg(all(feature = "v4l", target_os = "linux"))]
@@ -30,5 +32,5 @@ pub use classifier::{Answer, AnsweredBy, FrameOutcome, StreamClassifier};
 pub use controller::BudgetController;
 pub use deadline::Deadline;
 pub use queue::Policy;
-pub use run::{BudgetReport, Event, Stream, Summary};
+pub use session::{BudgetReport, Event, Finished, LiveEnergy, Session, SessionConfig, Summary};
 pub use source::FrameSource;

@@ -24,9 +24,10 @@ pub struct Frame {
 }
 
 /// What happens when a frame arrives while the previous one is still unclaimed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Policy {
     /// Replace it and count a drop (live cameras).
+    #[default]
     NewestWins,
     /// Wait until it is claimed (files: classify every frame).
     Block,

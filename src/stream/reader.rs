@@ -6,8 +6,8 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::stream::queue::{Frame, FrameQueue};
 use crate::input::frame::Unit;
+use crate::stream::queue::{Frame, FrameQueue};
 use crate::stream::source::FrameSource;
 
 /// Starts reading `source` into `queue` on a thread of its own. The thread ends at the end
@@ -16,7 +16,10 @@ pub fn spawn(mut source: Box<dyn FrameSource>, queue: Arc<FrameQueue>) -> Result
     std::thread::Builder::new()
         .name("frame-reader".into())
         .spawn(move || read_all(source.as_mut(), &queue))
-        .map_err(|e| Error::InvalidArgument(format!("cannot start the reader thread: {e}")))
+        .map_err(|source| Error::Thread {
+            what: "frame reader",
+            source,
+        })
 }
 
 /// The reader loop, for use on any thread.

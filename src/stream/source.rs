@@ -11,7 +11,6 @@ use crate::error::{Error, Result};
 use crate::input::frame::{FrameFormat, PixelFormat, Unit};
 use crate::input::mjpeg::MjpegSplitter;
 
-
 /// A producer of frames, run on the reader thread.
 pub trait FrameSource: Send {
     /// Reads the next frame into `buf` (cleared first; its capacity is reused).

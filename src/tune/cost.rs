@@ -3,10 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::input::decode::RgbImage;
+use crate::energy::{idle_power, EnergyMeter, EnergyPerRun};
 use crate::error::{Error, Result};
-use crate::energy::{idle_power, EnergyMeter, EnergyReport};
-use crate::tune::profile::{MeasuredEnergy, MeasuredLatency};
+use crate::input::decode::RgbImage;
 use crate::runtime::stage::Stage;
 use crate::tune::latency::Latency;
 
@@ -43,8 +42,8 @@ impl Default for CostOptions {
 /// A stage's measured cost.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageCost {
-    pub latency: MeasuredLatency,
-    pub energy: Option<MeasuredEnergy>,
+    pub latency: Latency,
+    pub energy: Option<EnergyPerRun>,
 }
 
 /// Times stage runs (preprocessing + inference) over `images`, cycling through them, in
@@ -53,7 +52,7 @@ pub fn measure_latency(
     stage: &mut Stage,
     images: &[RgbImage],
     opts: &CostOptions,
-) -> Result<MeasuredLatency> {
+) -> Result<Latency> {
     if images.is_empty() {
         return Err(Error::InvalidArgument(
             "cost measurement needs at least one image".into(),
@@ -82,13 +81,7 @@ pub fn measure_latency(
         }
         last_median = median;
     }
-    let l = Latency::of(&samples);
-    Ok(MeasuredLatency {
-        runs: l.count,
-        mean_ms: l.mean_ms,
-        p50_ms: l.p50_ms,
-        p95_ms: l.p95_ms,
-    })
+    Ok(Latency::of(&samples))
 }
 
 /// Energy per inference of `stage`, with an idle baseline measured by the same meter just
@@ -98,7 +91,7 @@ pub fn measure_energy(
     images: &[RgbImage],
     meter: &mut dyn EnergyMeter,
     opts: &CostOptions,
-) -> Result<MeasuredEnergy> {
+) -> Result<EnergyPerRun> {
     if images.is_empty() {
         return Err(Error::InvalidArgument(
             "cost measurement needs at least one image".into(),
@@ -114,14 +107,7 @@ pub fn measure_energy(
         }
         Ok(())
     })?;
-    let report = EnergyReport::per_run(meter, energy, idle_w, runs)?;
-    Ok(MeasuredEnergy {
-        meter: report.meter,
-        estimate: report.estimate,
-        total_mj: report.total_j * 1e3,
-        above_idle_mj: report.above_idle_j * 1e3,
-        idle_w: report.idle_w,
-    })
+    EnergyPerRun::of(meter, energy, idle_w, runs)
 }
 
 /// Latency, then energy if a meter is given.
@@ -141,7 +127,7 @@ pub fn measure_stage(
         "measured {}: {:.2} ms median over {} runs{} in {:.1} s",
         stage.spec().path.display(),
         latency.p50_ms,
-        latency.runs,
+        latency.count,
         energy
             .as_ref()
             .map(|e| format!(", {:.1} mJ per inference ({})", e.total_mj, e.meter))

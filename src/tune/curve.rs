@@ -5,11 +5,11 @@
 //! One threshold is shared by every exit, so the curve stays one-dimensional for any
 //! number of stages: an input exits at the first stage whose confidence reaches it.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::tune::budget::Target;
+use crate::tune::tradeoff::{cheapest_reaching, most_accurate_within, Tradeoff};
 
 /// What one stage answered for one input, and what it cost there.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,78 +47,6 @@ impl Reference {
     }
 }
 
-/// A cost limit per input: positive and finite.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "value", rename_all = "kebab-case")]
-pub enum Budget {
-    LatencyMs(f64),
-    EnergyMj(f64),
-}
-
-impl Budget {
-    pub fn latency_ms(v: f64) -> Result<Budget> {
-        positive(v, "--budget-ms").map(Budget::LatencyMs)
-    }
-
-    pub fn energy_mj(v: f64) -> Result<Budget> {
-        positive(v, "--budget-mj").map(Budget::EnergyMj)
-    }
-
-    pub fn value(self) -> f64 {
-        match self {
-            Budget::LatencyMs(v) | Budget::EnergyMj(v) => v,
-        }
-    }
-
-    pub fn unit(self) -> &'static str {
-        match self {
-            Budget::LatencyMs(_) => "ms",
-            Budget::EnergyMj(_) => "mJ",
-        }
-    }
-}
-
-fn positive(v: f64, what: &str) -> Result<f64> {
-    if v.is_finite() && v > 0.0 {
-        Ok(v)
-    } else {
-        Err(Error::InvalidArgument(format!(
-            "{what} must be a positive number, got {v}"
-        )))
-    }
-}
-
-/// What the threshold is chosen for.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "value", rename_all = "kebab-case")]
-pub enum Target {
-    /// Best accuracy whose expected cost is within the budget.
-    Budget(Budget),
-    /// Cheapest threshold whose accuracy reaches this share (0..=1).
-    MinAccuracy(f64),
-}
-
-impl Target {
-    pub fn min_accuracy(v: f64) -> Result<Target> {
-        if v.is_finite() && v > 0.0 && v <= 1.0 {
-            Ok(Target::MinAccuracy(v))
-        } else {
-            Err(Error::InvalidArgument(format!(
-                "--min-accuracy must be in (0, 1], got {v}"
-            )))
-        }
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::Budget(b) => write!(f, "budget {:.3} {}", b.value(), b.unit()),
-            Target::MinAccuracy(a) => write!(f, "accuracy >= {:.1}%", 100.0 * a),
-        }
-    }
-}
-
 /// One point of the threshold curve.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CurvePoint {
@@ -130,6 +58,32 @@ pub struct CurvePoint {
     pub deferral: f64,
     /// `sum_k reach[k] * stage_cost[k]`, in the unit of the stage costs.
     pub expected_cost: f64,
+}
+
+impl Tradeoff for CurvePoint {
+    fn accuracy(&self) -> f64 {
+        self.accuracy
+    }
+    fn cost(&self) -> f64 {
+        self.expected_cost
+    }
+}
+
+/// Writes a curve as CSV: threshold, accuracy, deferral, expected cost.
+pub fn write_csv(curve: &[CurvePoint], path: &std::path::Path) -> Result<()> {
+    let mut w = csv::Writer::from_path(path).map_err(|e| Error::csv(path, e))?;
+    w.write_record(["threshold", "accuracy", "deferral", "expected_cost"])
+        .map_err(|e| Error::csv(path, e))?;
+    for p in curve {
+        w.write_record([
+            p.threshold.to_string(),
+            format!("{:.6}", p.accuracy),
+            format!("{:.6}", p.deferral),
+            format!("{:.6}", p.expected_cost),
+        ])
+        .map_err(|e| Error::csv(path, e))?;
+    }
+    w.flush().map_err(|e| Error::write(path, e))
 }
 
 /// The stage an input exits at under threshold `t`.
@@ -202,89 +156,37 @@ pub fn curve(
         .collect())
 }
 
-/// Picks the point for `target` from a curve. `margin` makes the pick conservative: a budget
-/// is shrunk by that share (0.1: aim at 90% of it), an accuracy target raised by that many
-/// points (0.01: one point higher).
+/// Picks the point for `target` from a curve by the one rule of [`crate::tune::tradeoff`].
+/// `margin` makes the pick conservative: a budget is shrunk by that share (0.1: aim at
+/// 90% of it), an accuracy target raised by that many points (0.01: one point higher).
 pub fn choose(curve: &[CurvePoint], target: Target, margin: f64) -> Result<CurvePoint> {
     if !(margin.is_finite() && (0.0..1.0).contains(&margin)) {
         return Err(Error::InvalidArgument(format!(
             "--margin must be in [0, 1), got {margin}"
         )));
     }
-    const EPS: f64 = 1e-9;
     let best = match target {
-        Target::Budget(b) => {
-            let limit = b.value() * (1.0 - margin);
+        Target::Budget(b) => most_accurate_within(curve, b.value() * (1.0 - margin)).ok_or_else(|| {
             let cheapest = curve
                 .iter()
                 .map(|p| p.expected_cost)
                 .fold(f64::INFINITY, f64::min);
-            curve
-                .iter()
-                .filter(|p| p.expected_cost <= limit + EPS)
-                // Best accuracy; among equals the cheaper, then the lower threshold.
-                .max_by(|a, b| {
-                    a.accuracy
-                        .total_cmp(&b.accuracy)
-                        .then(b.expected_cost.total_cmp(&a.expected_cost))
-                        .then(b.threshold.total_cmp(&a.threshold))
-                })
-                .ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "no threshold fits {target}{}: even exiting every input at the first stage costs {cheapest:.3} {}",
-                        if margin > 0.0 { format!(" less a {:.0}% margin", margin * 100.0) } else { String::new() },
-                        b.unit()
-                    ))
-                })?
-        }
-        Target::MinAccuracy(a) => {
-            let want = a + margin;
+            Error::InvalidArgument(format!(
+                "no threshold fits {target}{}: even exiting every input at the first stage costs {cheapest:.3} {}",
+                if margin > 0.0 { format!(" less a {:.0}% margin", margin * 100.0) } else { String::new() },
+                b.unit()
+            ))
+        })?,
+        Target::MinAccuracy(a) => cheapest_reaching(curve, a + margin).ok_or_else(|| {
             let best_acc = curve.iter().map(|p| p.accuracy).fold(0.0, f64::max);
-            curve
-                .iter()
-                .filter(|p| p.accuracy + EPS >= want)
-                // Cheapest; among equals the more accurate, then the lower threshold.
-                .min_by(|x, y| {
-                    x.expected_cost
-                        .total_cmp(&y.expected_cost)
-                        .then(y.accuracy.total_cmp(&x.accuracy))
-                        .then(x.threshold.total_cmp(&y.threshold))
-                })
-                .ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "no threshold reaches {:.1}% accuracy; the best on this data is {:.1}%",
-                        100.0 * want,
-                        100.0 * best_acc
-                    ))
-                })?
-        }
+            Error::InvalidArgument(format!(
+                "no threshold reaches {:.1}% accuracy; the best on this data is {:.1}%",
+                100.0 * (a + margin),
+                100.0 * best_acc
+            ))
+        })?,
     };
     Ok(best.clone())
-}
-
-/// Splits `n` inputs into a fitting set and a held-out set holding `fraction` of them,
-/// spread evenly over the (sorted) inputs so both sets see every part of the data.
-pub fn split(n: usize, fraction: f64) -> Result<(Vec<usize>, Vec<usize>)> {
-    if !(fraction.is_finite() && (0.0..1.0).contains(&fraction)) {
-        return Err(Error::InvalidArgument(format!(
-            "--holdout must be in [0, 1), got {fraction}"
-        )));
-    }
-    let (mut fit, mut held) = (Vec::new(), Vec::new());
-    for i in 0..n {
-        // Input i is held out when the running count of held-out inputs steps up at it.
-        let before = (i as f64 * fraction).floor();
-        let after = ((i + 1) as f64 * fraction).floor();
-        if after > before {
-            held.push(i);
-        } else {
-            fit.push(i);
-        }
-    }
-    if fit.is_empty() {
-        return Err(Error::InvalidArgument("nothing left to fit on".into()));
-    }
-    Ok((fit, held))
 }
 
 /// Accuracy and mean measured cost of stage `stage` alone over `records` (every input
@@ -323,6 +225,7 @@ pub fn measured_mean_cost(records: &[Record], t: f32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tune::budget::Budget;
 
     /// A two-stage record: stage 0 says `c0` with confidence `conf`, stage 1 says `c1`.
     fn rec(conf: f32, c0: usize, c1: usize, label: usize) -> Record {
@@ -478,15 +381,5 @@ mod tests {
         let c = curve(&records(), Reference::Labels, &COSTS).unwrap();
         assert!(choose(&c, Target::min_accuracy(0.5).unwrap(), -0.1).is_err());
         assert!(choose(&c, Target::min_accuracy(0.5).unwrap(), f64::NAN).is_err());
-    }
-
-    #[test]
-    fn split_spreads_the_held_out_share_evenly() {
-        let (fit, held) = split(10, 0.3).unwrap();
-        assert_eq!(held, vec![3, 6, 9]);
-        assert_eq!(fit.len(), 7);
-        let (fit, held) = split(5, 0.0).unwrap();
-        assert_eq!((fit.len(), held.len()), (5, 0));
-        assert!(split(5, 1.0).is_err());
     }
 }

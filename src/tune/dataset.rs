@@ -5,9 +5,55 @@
 //! - one subfolder per class, named by synset, by class name, or by class index.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::input::decode::{decode_file, RgbImage};
 use crate::runtime::labels::Labels;
+
+/// Which labelled folder to use and how: what evaluation, calibration and benchmarking
+/// share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSpec {
+    /// `<synset>_*.JPEG` files, or one subfolder per class.
+    pub dir: PathBuf,
+    /// Class list to label the folder with; `None`: the first model's labels.
+    pub classes: Option<PathBuf>,
+    /// Use only the first this many images.
+    pub limit: Option<usize>,
+}
+
+impl DataSpec {
+    pub fn new(dir: impl Into<PathBuf>) -> DataSpec {
+        DataSpec {
+            dir: dir.into(),
+            classes: None,
+            limit: None,
+        }
+    }
+
+    /// Opens the folder, labelled with `classes` or else `model_labels`, cut to `limit`.
+    pub fn open(&self, model_labels: &Labels) -> Result<Dataset> {
+        let labels = match &self.classes {
+            Some(p) => Labels::from_file(p)?,
+            None => model_labels.clone(),
+        };
+        let mut dataset = Dataset::open(&self.dir, &labels)?;
+        if let Some(n) = self.limit {
+            dataset.truncate(n);
+        }
+        Ok(dataset)
+    }
+}
+
+/// One sample of a folder, decoded (or the reason it could not be).
+#[derive(Debug)]
+pub struct Decoded<'a> {
+    pub sample: &'a Sample,
+    pub image: Result<RgbImage>,
+    /// Time spent reading and decoding the file.
+    pub decode_time: Duration,
+}
 
 /// File extensions taken as images.
 const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "JPEG"];
@@ -127,6 +173,24 @@ impl Dataset {
 
     pub fn len(&self) -> usize {
         self.samples.len()
+    }
+
+    /// Every sample decoded, in order: the one loop over a folder's images. An image that
+    /// cannot be decoded is logged as skipped and comes with its error, so the caller can
+    /// count it (it is left out of every figure).
+    pub fn decoded(&self) -> impl Iterator<Item = Decoded<'_>> + '_ {
+        self.samples.iter().map(|sample| {
+            let t0 = Instant::now();
+            let image = decode_file(&sample.path);
+            if let Err(e) = &image {
+                log::warn!("skipping {e}");
+            }
+            Decoded {
+                sample,
+                image,
+                decode_time: t0.elapsed(),
+            }
+        })
     }
 
     pub fn is_empty(&self) -> bool {

@@ -1,12 +1,11 @@
 //! Accuracy and latency of a cascade (or a single model) over a labelled data folder.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::error::Result;
 use crate::runtime::cascade::{Cascade, Decision};
 use crate::tune::dataset::Dataset;
-use crate::input::decode::decode_file;
-use crate::error::Result;
 use crate::tune::latency::Latency;
 
 /// One evaluated image.
@@ -102,24 +101,21 @@ pub fn evaluate(
         stage_count: cascade.stages().len(),
         decode_time: Duration::ZERO,
     };
-    for (i, sample) in dataset.samples.iter().enumerate() {
-        let t0 = Instant::now();
-        let image = match decode_file(&sample.path) {
-            Ok(img) => img,
-            Err(e) => {
-                log::warn!("skipping {e}");
-                report.skipped.push((sample.path.clone(), e.to_string()));
-                progress(i + 1, dataset.len());
-                continue;
+    for (i, item) in dataset.decoded().enumerate() {
+        match item.image {
+            Ok(image) => {
+                report.decode_time += item.decode_time;
+                let decision = cascade.classify(&image)?;
+                report.records.push(Record {
+                    path: item.sample.path.clone(),
+                    label: item.sample.label,
+                    decision,
+                });
             }
-        };
-        report.decode_time += t0.elapsed();
-        let decision = cascade.classify(&image)?;
-        report.records.push(Record {
-            path: sample.path.clone(),
-            label: sample.label,
-            decision,
-        });
+            Err(e) => report
+                .skipped
+                .push((item.sample.path.clone(), e.to_string())),
+        }
         progress(i + 1, dataset.len());
     }
     Ok(report)

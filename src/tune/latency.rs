@@ -3,8 +3,11 @@
 use std::time::Duration;
 
 /// Mean and percentiles of a set of durations, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+/// The one latency summary: calibration stores it per stage in the profile, eval and the
+/// benchmark report it per configuration.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Latency {
+    /// How many durations were measured.
     pub count: usize,
     pub mean_ms: f64,
     pub p50_ms: f64,

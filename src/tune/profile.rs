@@ -1,17 +1,23 @@
-//! The calibration profile: which models (pinned by SHA-256), how they are fed, the exit
-//! metric and threshold, what each stage measured on this device, and the calibration
-//! result with its threshold curve. Written by `cascade calibrate`, read by `--profile`.
+//! The calibration profile: which models (pinned by SHA-256), the exit metric and
+//! threshold, what each stage measured on this device, and the calibration result with its
+//! threshold curve. Written by `cascade calibrate`, read by `--profile`.
+//!
+//! A profile is portable: model paths are stored relative to the profile's own folder, so
+//! a profile moved together with its models keeps working from any directory.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::tune::curve::{CurvePoint, Reference, Target};
+use crate::energy::EnergyPerRun;
+use crate::error::{one_line, Error, Result};
 use crate::runtime::cascade::CascadeBuilder;
 use crate::runtime::confidence::{Metric, Threshold};
-use crate::error::{one_line, Error, Result};
 use crate::runtime::model::ModelSpec;
+use crate::tune::budget::Target;
+use crate::tune::curve::{CurvePoint, Reference};
+use crate::tune::latency::Latency;
 
 /// A saved calibration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,12 +31,11 @@ pub struct Profile {
     pub cpu: String,
     pub arch: String,
     pub threads: usize,
-    /// Exit metric name (`max-prob`, `margin`, `entropy`).
-    pub metric: String,
+    pub metric: Metric,
     /// The chosen exit threshold, shared by every exit.
-    pub threshold: f32,
+    pub threshold: Threshold,
     pub stages: Vec<ProfileStage>,
-    pub calibration: Calibration,
+    pub calibration: FitReport,
     /// The fitted threshold curve, cheapest threshold first.
     pub curve: Vec<CurvePoint>,
 }
@@ -38,40 +43,20 @@ pub struct Profile {
 /// One stage as measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileStage {
-    /// Model path as given to `calibrate` (relative paths are tried against the profile's
-    /// folder first, then the working directory).
+    /// The model file. In memory, a path usable from the working directory; in the file,
+    /// relative to the profile's folder (absolute when it cannot be).
     pub model: PathBuf,
     pub sha256: String,
-    /// Input tensor shape.
-    pub input: Vec<usize>,
     pub load_ms: f64,
-    pub latency: MeasuredLatency,
-    pub energy: Option<MeasuredEnergy>,
-}
-
-/// Latency of preprocessing plus inference over warm runs.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct MeasuredLatency {
-    pub runs: usize,
-    pub mean_ms: f64,
-    pub p50_ms: f64,
-    pub p95_ms: f64,
-}
-
-/// Energy per inference and how it was obtained.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MeasuredEnergy {
-    pub meter: String,
-    /// True when it comes from a board power model rather than a meter.
-    pub estimate: bool,
-    pub total_mj: f64,
-    pub above_idle_mj: f64,
-    pub idle_w: f64,
+    /// Preprocessing plus inference over warm runs.
+    pub latency: Latency,
+    /// Energy per run, where a meter or a board power model was present.
+    pub energy: Option<EnergyPerRun>,
 }
 
 /// What calibration aimed at and what it reached.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Calibration {
+pub struct FitReport {
     pub data: String,
     pub target: Target,
     pub margin: f64,
@@ -119,19 +104,46 @@ pub fn cpu_model() -> String {
     format!("unknown {} CPU", std::env::consts::ARCH)
 }
 
+/// The folder a profile's relative model paths count from.
+fn folder_of(profile: &Path) -> PathBuf {
+    match profile.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `model` as written into a profile stored in `folder`: relative to that folder when
+/// both can be made absolute, else as it is.
+fn relative_to(model: &Path, folder: &Path) -> PathBuf {
+    let absolute = |p: &Path| std::path::absolute(p).ok();
+    match (absolute(model), absolute(folder)) {
+        (Some(m), Some(f)) => pathdiff::diff_paths(&m, &f).unwrap_or(m),
+        _ => model.to_path_buf(),
+    }
+}
+
 impl Profile {
-    /// Writes the profile as TOML.
+    /// Writes the profile as TOML, with model paths relative to the profile's folder.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = toml::to_string_pretty(self).map_err(|e| Error::Profile {
+        let folder = folder_of(path);
+        let mut portable = self.clone();
+        for stage in &mut portable.stages {
+            stage.model = relative_to(&stage.model, &folder);
+        }
+        let text = toml::to_string_pretty(&portable).map_err(|e| Error::Profile {
             path: path.to_path_buf(),
             reason: one_line(&e),
         })?;
-        let header = "# Written by `cascade calibrate`. Model hashes pin the files this was measured with.\n";
-        std::fs::write(path, format!("{header}{text}")).map_err(|e| Error::io(path, e))
+        let header =
+            "# Written by `cascade calibrate`. Model paths count from this file's folder; \
+                      their hashes pin the files this was measured with.\n";
+        std::fs::write(path, format!("{header}{text}")).map_err(|e| Error::write(path, e))
     }
 
-    /// Reads a profile and checks it is still valid: known metric, threshold in range, and
-    /// every model present with the hash it was calibrated with.
+    /// Reads a profile and checks it is still valid: at least two stages, and every model
+    /// present with the hash it was calibrated with. Relative model paths are looked for
+    /// beside the profile, then (for profiles written before paths were stored relative to
+    /// it) from the working directory.
     pub fn load(path: &Path) -> Result<Profile> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let bad = |reason: String| Error::Profile {
@@ -139,52 +151,72 @@ impl Profile {
             reason,
         };
         let mut profile: Profile = toml::from_str(&text).map_err(|e| bad(one_line(&e)))?;
-        profile.metric.parse::<Metric>().map_err(bad)?;
-        Threshold::new(profile.threshold).map_err(|e| bad(e.to_string()))?;
         if profile.stages.len() < 2 {
             return Err(bad("a profile needs at least two stages".into()));
         }
-        let base = path.parent().unwrap_or(Path::new("."));
+        let folder = folder_of(path);
         for stage in &mut profile.stages {
-            let beside = base.join(&stage.model);
-            let resolved = if stage.model.is_relative() && beside.is_file() {
-                beside
+            if !(stage.sha256.len() == 64 && stage.sha256.bytes().all(|b| b.is_ascii_hexdigit())) {
+                return Err(bad(format!(
+                    "the hash of {} is not a SHA-256 hash (64 hex digits): {:?}",
+                    stage.model.display(),
+                    stage.sha256
+                )));
+            }
+            let candidates: Vec<PathBuf> = if stage.model.is_absolute() {
+                vec![stage.model.clone()]
             } else {
-                stage.model.clone()
+                vec![folder.join(&stage.model), stage.model.clone()]
             };
-            let actual = sha256_file(&resolved)?;
-            if actual != stage.sha256 {
+            let Some(found) = candidates.iter().find(|c| c.is_file()) else {
+                let looked: Vec<String> = candidates
+                    .iter()
+                    .map(|c| {
+                        std::path::absolute(c)
+                            .unwrap_or_else(|_| c.clone())
+                            .display()
+                            .to_string()
+                    })
+                    .collect();
+                return Err(bad(format!(
+                    "model {} not found (looked for {})",
+                    stage.model.display(),
+                    looked.join(" and ")
+                )));
+            };
+            let actual = sha256_file(found)?;
+            if !actual.eq_ignore_ascii_case(&stage.sha256) {
                 return Err(bad(format!(
                     "{} has changed since calibration (SHA-256 {} expected, {} found); run `cascade calibrate` again",
-                    resolved.display(),
+                    found.display(),
                     short(&stage.sha256),
                     short(&actual)
                 )));
             }
-            stage.model = resolved;
+            stage.model = found.clone();
         }
         Ok(profile)
     }
 
-    pub fn metric(&self) -> Metric {
-        self.metric.parse().unwrap_or_default()
-    }
-
     /// A cascade builder with the profile's stages, metric and threshold.
-    pub fn builder(&self) -> Result<CascadeBuilder> {
-        Ok(self
-            .stages
+    pub fn builder(&self) -> CascadeBuilder {
+        self.stages
             .iter()
             .fold(CascadeBuilder::new(), |b, s| {
                 b.stage(ModelSpec::new(&s.model))
             })
-            .metric(self.metric())
-            .threshold(Threshold::new(self.threshold)?))
+            .metric(self.metric)
+            .threshold(self.threshold)
     }
 
     /// Mean latency of each stage, in stage order.
     pub fn stage_latencies_ms(&self) -> Vec<f64> {
         self.stages.iter().map(|s| s.latency.mean_ms).collect()
+    }
+
+    /// Load time of each stage, in stage order.
+    pub fn stage_loads_ms(&self) -> Vec<f64> {
+        self.stages.iter().map(|s| s.load_ms).collect()
     }
 
     /// Each stage's energy per run (mJ), when every stage has one.
@@ -203,7 +235,7 @@ fn short(hash: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tune::curve::Budget;
+    use crate::tune::budget::Budget;
 
     fn point(t: f32) -> CurvePoint {
         CurvePoint {
@@ -215,23 +247,24 @@ mod tests {
         }
     }
 
+    /// A profile of two stand-in model files in `dir`.
     fn profile(dir: &Path) -> Profile {
         let a = dir.join("a.onnx");
         let b = dir.join("b.onnx");
         std::fs::write(&a, b"model a").unwrap();
         std::fs::write(&b, b"model b").unwrap();
-        let stage = |p: &Path, name: &str| ProfileStage {
-            model: PathBuf::from(name),
+        let stage = |p: &Path| ProfileStage {
+            model: p.to_path_buf(),
             sha256: sha256_file(p).unwrap(),
-            input: vec![1, 3, 224, 224],
             load_ms: 80.0,
-            latency: MeasuredLatency {
-                runs: 30,
+            latency: Latency {
+                count: 30,
                 mean_ms: 20.0,
                 p50_ms: 19.5,
                 p95_ms: 25.0,
+                p99_ms: 26.0,
             },
-            energy: Some(MeasuredEnergy {
+            energy: Some(EnergyPerRun {
                 meter: "board model rpi4b (estimate)".into(),
                 estimate: true,
                 total_mj: 100.0,
@@ -246,10 +279,10 @@ mod tests {
             cpu: cpu_model(),
             arch: "x86_64".into(),
             threads: 1,
-            metric: "max-prob".into(),
-            threshold: 0.7,
-            stages: vec![stage(&a, "a.onnx"), stage(&b, "b.onnx")],
-            calibration: Calibration {
+            metric: Metric::MaxProb,
+            threshold: Threshold::new(0.7).unwrap(),
+            stages: vec![stage(&a), stage(&b)],
+            calibration: FitReport {
                 data: "data".into(),
                 target: Target::Budget(Budget::latency_ms(35.0).unwrap()),
                 margin: 0.0,
@@ -272,18 +305,52 @@ mod tests {
         let p = profile(d.path());
         let path = d.path().join("profile.toml");
         p.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("model = \"a.onnx\""), "{text}");
+        assert!(text.contains("metric = \"max-prob\""), "{text}");
         let back = Profile::load(&path).unwrap();
         assert_eq!(back.stages[0].model, d.path().join("a.onnx"));
-        let mut expect = p.clone();
-        for (s, b) in expect.stages.iter_mut().zip(&back.stages) {
-            s.model = b.model.clone();
-        }
-        assert_eq!(back, expect);
-        assert_eq!(back.metric(), Metric::MaxProb);
+        assert_eq!(back, p);
+        assert_eq!(back.metric, Metric::MaxProb);
     }
 
     #[test]
-    fn changed_model_is_refused() {
+    fn a_profile_moved_with_its_models_still_loads() {
+        let d = tempfile::tempdir().unwrap();
+        let models = d.path().join("models");
+        let out = d.path().join("elsewhere/deeper");
+        std::fs::create_dir_all(&models).unwrap();
+        std::fs::create_dir_all(&out).unwrap();
+        let p = profile(&models);
+        p.save(&out.join("p.toml")).unwrap();
+        let text = std::fs::read_to_string(out.join("p.toml")).unwrap();
+        assert!(text.contains("model = \"../../models/a.onnx\""), "{text}");
+        // Move the whole tree: the relative paths still meet.
+        let moved = tempfile::tempdir().unwrap();
+        let target = moved.path().join("tree");
+        std::fs::rename(d.path(), &target).unwrap_or_else(|_| {
+            // Another file system: copy instead.
+            copy_tree(d.path(), &target);
+        });
+        let back = Profile::load(&target.join("elsewhere/deeper/p.toml")).unwrap();
+        assert!(back.stages[1].model.ends_with("models/b.onnx"));
+        assert!(back.stages[1].model.is_file());
+    }
+
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.path().is_dir() {
+                copy_tree(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn changed_model_is_refused_and_a_missing_one_names_every_place_looked() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("profile.toml");
         profile(d.path()).save(&path).unwrap();
@@ -294,23 +361,33 @@ mod tests {
             "{err}"
         );
         std::fs::remove_file(d.path().join("b.onnx")).unwrap();
-        assert!(Profile::load(&path)
-            .unwrap_err()
-            .to_string()
-            .contains("cannot read"));
+        let err = Profile::load(&path).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("profile {}", path.display())),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("looked for {}", d.path().join("b.onnx").display())),
+            "{err}"
+        );
     }
 
     #[test]
     fn invalid_profiles_are_refused() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("profile.toml");
-        let mut p = profile(d.path());
-        p.metric = "vibes".into();
-        p.save(&path).unwrap();
-        assert!(Profile::load(&path)
-            .unwrap_err()
-            .to_string()
-            .contains("unknown metric"));
+        profile(d.path()).save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("\"max-prob\"", "\"vibes\"")).unwrap();
+        let err = Profile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("unknown variant `vibes`"), "{err}");
+        std::fs::write(&path, text.replace("threshold = 0.7", "threshold = 1.7")).unwrap();
+        let err = Profile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("outside 0..=1"), "{err}");
+        let hash = sha256_file(&d.path().join("a.onnx")).unwrap();
+        std::fs::write(&path, text.replace(&hash, "not-a-hash")).unwrap();
+        let err = Profile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("is not a SHA-256 hash"), "{err}");
         std::fs::write(&path, "threshold = ").unwrap();
         let err = Profile::load(&path).unwrap_err().to_string();
         assert!(err.starts_with("profile ") && !err.contains('\n'), "{err}");

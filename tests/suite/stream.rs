@@ -305,24 +305,26 @@ fn frames_faster_than_the_cascade_keep_the_newest_and_count_drops() {
 /// measurements: Lite0 10 ms and 100 mJ, Lite2 30 ms and 300 mJ (energy only `with_energy`),
 /// and a straight curve between them.
 fn profile(dir: &Path, threshold: f32, with_energy: bool) -> PathBuf {
-    use cascade::tune::curve::{Budget, CurvePoint, Reference, Target};
-    use cascade::tune::profile::{
-        sha256_file, Calibration, MeasuredEnergy, MeasuredLatency, Profile, ProfileStage,
-    };
+    use cascade::energy::EnergyPerRun;
+    use cascade::tune::budget::{Budget, Target};
+    use cascade::tune::curve::{CurvePoint, Reference};
+    use cascade::tune::latency::Latency;
+    use cascade::tune::profile::{sha256_file, FitReport, Profile, ProfileStage};
+    use cascade::{Metric, Threshold};
     let stage = |name: &str, ms: f64| {
         let path = common::model(name);
         ProfileStage {
             sha256: sha256_file(&path).unwrap(),
             model: path,
-            input: vec![1, 224, 224, 3],
             load_ms: 500.0,
-            latency: MeasuredLatency {
-                runs: 10,
+            latency: Latency {
+                count: 10,
                 mean_ms: ms,
                 p50_ms: ms,
                 p95_ms: ms,
+                p99_ms: ms,
             },
-            energy: with_energy.then(|| MeasuredEnergy {
+            energy: with_energy.then(|| EnergyPerRun {
                 meter: "test".into(),
                 estimate: true,
                 total_mj: 10.0 * ms,
@@ -345,13 +347,13 @@ fn profile(dir: &Path, threshold: f32, with_energy: bool) -> PathBuf {
         cpu: "test".into(),
         arch: std::env::consts::ARCH.into(),
         threads: 1,
-        metric: "max-prob".into(),
-        threshold,
+        metric: Metric::MaxProb,
+        threshold: Threshold::new(threshold).unwrap(),
         stages: vec![
             stage("efficientnet-lite0", 10.0),
             stage("efficientnet-lite2", 30.0),
         ],
-        calibration: Calibration {
+        calibration: FitReport {
             data: "test".into(),
             target: Target::Budget(Budget::latency_ms(20.0).unwrap()),
             margin: 0.0,

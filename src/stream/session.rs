@@ -1,5 +1,5 @@
-//! A running stream: the reader thread, the newest-frame queue and the classifier, driven
-//! by the caller one [`Event`] at a time.
+//! A stream session: the reader thread, the newest-frame queue and the classifier, driven
+//! by the caller one [`Event`] at a time, set up in one call from a [`SessionConfig`].
 //!
 //! Pulling events (rather than taking callbacks) leaves the caller in charge of the loop:
 //! it can print each frame, report statistics every few seconds, and stop on Ctrl-C or a
@@ -10,13 +10,126 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::tune::curve::Budget;
-use crate::error::Result;
+use crate::energy::{detect_system, Background, Energy};
+use crate::error::{Error, Result};
+use crate::input::frame::FrameFormat;
+use crate::runtime::cascade::Cascade;
 use crate::stream::classifier::{Answer, FrameOutcome, StreamClassifier};
+use crate::stream::controller::BudgetController;
+use crate::stream::deadline::Deadline;
 use crate::stream::queue::{Frame, FrameQueue, Note, Policy, Take};
 use crate::stream::reader;
 use crate::stream::source::FrameSource;
 use crate::stream::stats::StreamStats;
+use crate::tune::budget::Budget;
+use crate::tune::profile::Profile;
+
+/// How a session runs its cascade: the real-time policies, with the profile whose
+/// measured stage costs they need.
+#[derive(Debug, Clone, Default)]
+pub struct SessionConfig {
+    /// Measured stage costs and threshold curve, from `cascade calibrate`; needed by a
+    /// deadline and a budget.
+    pub profile: Option<Profile>,
+    /// Answer a frame at its current stage when deferring it would, by the profile's
+    /// measured costs, finish later than this many ms after its arrival.
+    pub deadline_ms: Option<f64>,
+    /// Keep the running mean cost per frame within this budget by moving the threshold.
+    pub budget: Option<Budget>,
+    pub policy: Policy,
+    /// Read this machine's energy meter over the whole session (off by default: a
+    /// sampling meter takes some CPU).
+    pub live_energy: bool,
+}
+
+impl SessionConfig {
+    /// The classifier for frames of `format`, with the policies this config asks for.
+    pub fn classifier(&self, cascade: Cascade, format: FrameFormat) -> Result<StreamClassifier> {
+        let mut c = StreamClassifier::new(cascade, format);
+        let Some(profile) = &self.profile else {
+            let needs = [
+                ("--deadline-ms", self.deadline_ms.is_some()),
+                (
+                    "--budget-ms",
+                    matches!(self.budget, Some(Budget::LatencyMs(_))),
+                ),
+                (
+                    "--budget-mj",
+                    matches!(self.budget, Some(Budget::EnergyMj(_))),
+                ),
+            ];
+            return match needs.iter().find(|(_, given)| *given) {
+                Some((flag, _)) => Err(Error::InvalidArgument(format!(
+                    "{flag} needs --profile (measured stage costs, from `cascade calibrate`)"
+                ))),
+                None => Ok(c),
+            };
+        };
+        if let Some(limit) = self.deadline_ms {
+            c = c.with_deadline(Deadline::new(
+                limit,
+                profile.stage_latencies_ms(),
+                profile.stage_loads_ms(),
+            )?);
+        }
+        let energy = profile.stage_energies_mj();
+        if let Some(energy) = &energy {
+            c = c.with_stage_energy(energy.clone())?;
+        }
+        if let Some(budget) = self.budget {
+            let stage_costs = match budget {
+                Budget::LatencyMs(_) => profile.stage_latencies_ms(),
+                Budget::EnergyMj(_) => energy.ok_or_else(|| {
+                    Error::InvalidArgument(
+                        "--budget-mj needs a profile with each stage's energy; calibrate it with \
+                         --board (a power model) or on a board with a power meter"
+                            .into(),
+                    )
+                })?,
+            };
+            let controller = BudgetController::from_curve(
+                &profile.curve,
+                &stage_costs,
+                profile.threshold.get(),
+                budget,
+            )?;
+            c = c.with_controller(controller)?;
+        }
+        Ok(c)
+    }
+}
+
+/// This machine's energy meter, read in the background, when it has one. A board's power
+/// model does not count: the profile's per-stage figures already give its estimate.
+fn live_meter() -> Option<Background> {
+    let Some(meter) = detect_system(None, 1) else {
+        log::warn!(
+            "--meter: this machine has no readable energy meter (powercap, hwmon or vcgencmd)"
+        );
+        return None;
+    };
+    match Background::start(meter) {
+        Ok(live) => Some(live),
+        Err(e) => {
+            log::warn!("{e}; the stream runs without live energy figures");
+            None
+        }
+    }
+}
+
+/// The end of a session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub summary: Summary,
+    pub live_energy: Option<LiveEnergy>,
+}
+
+/// Energy measured by the machine's meter over a whole session, idle power included.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveEnergy {
+    pub meter: String,
+    pub energy: Energy,
+}
 
 /// What happened next in the stream. Frames are reported in input order.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,7 +191,7 @@ pub struct Summary {
 
 /// A stream being classified.
 #[derive(Debug)]
-pub struct Stream {
+pub struct Session {
     queue: Arc<FrameQueue>,
     reader: Option<JoinHandle<()>>,
     classifier: StreamClassifier,
@@ -90,20 +203,23 @@ pub struct Stream {
     held: Option<Frame>,
     start: Instant,
     closed: bool,
+    /// This machine's energy meter, read over the whole session.
+    live: Option<Background>,
 }
 
-impl Stream {
-    /// Starts reading `source` on its own thread. Under [`Policy::NewestWins`] frames that
-    /// come faster than the cascade finishes them are dropped, the newest kept.
-    pub fn start(
+impl Session {
+    /// Starts reading `source` on its own thread into `classifier`. Under
+    /// [`Policy::NewestWins`] frames that come faster than the cascade finishes them are
+    /// dropped, the newest kept.
+    pub fn with_classifier(
         source: Box<dyn FrameSource>,
         classifier: StreamClassifier,
         policy: Policy,
-    ) -> Result<Stream> {
+    ) -> Result<Session> {
         let queue = Arc::new(FrameQueue::new(policy));
         let start = Instant::now();
         let reader = reader::spawn(source, Arc::clone(&queue))?;
-        Ok(Stream {
+        Ok(Session {
             queue,
             reader: Some(reader),
             classifier,
@@ -113,7 +229,24 @@ impl Stream {
             held: None,
             start,
             closed: false,
+            live: None,
         })
+    }
+
+    /// Starts classifying `source` with `cascade` as `config` says: the profile's measured
+    /// stage costs wired into the deadline, the per-frame energy and the budget controller.
+    pub fn start(
+        cascade: Cascade,
+        config: &SessionConfig,
+        source: Box<dyn FrameSource>,
+    ) -> Result<Session> {
+        let format = source.format();
+        let classifier = config.classifier(cascade, format)?;
+        let mut session = Session::with_classifier(source, classifier, config.policy)?;
+        if config.live_energy {
+            session.live = live_meter();
+        }
+        Ok(session)
     }
 
     pub fn classifier(&self) -> &StreamClassifier {
@@ -240,9 +373,31 @@ impl Stream {
     pub fn stop(&mut self) {
         self.queue.shut_down();
     }
+
+    /// Ends the session: the final statistics, and the energy the live meter measured over
+    /// the whole session (idle power included) when [`SessionConfig::live_energy`] found
+    /// one.
+    pub fn finish(mut self) -> Finished {
+        self.queue.shut_down();
+        let summary = self.summary();
+        let live_energy = self.live.take().and_then(|live| {
+            let meter = live.name().to_string();
+            match live.finish() {
+                Ok(energy) => Some(LiveEnergy { meter, energy }),
+                Err(e) => {
+                    log::warn!("live energy reading failed: {e}");
+                    None
+                }
+            }
+        });
+        Finished {
+            summary,
+            live_energy,
+        }
+    }
 }
 
-impl Drop for Stream {
+impl Drop for Session {
     fn drop(&mut self) {
         self.queue.shut_down();
     }

@@ -1,0 +1,306 @@
+//! The calibration pipeline, one call from a labelled folder to a [`Profile`]:
+//!
+//! 1. run every stage on every image (its answer, confidence and measured cost);
+//! 2. measure what each stage costs on this device on a few of the same images
+//!    (latency, and energy where a meter or a board power model exists);
+//! 3. fit the threshold curve on part of the images, choose the threshold for the target,
+//!    and check it on the images held out.
+
+use crate::energy::board::Board;
+use crate::energy::{detect_system, EnergyMeter};
+use crate::error::{Error, Result};
+use crate::input::decode::RgbImage;
+use crate::runtime::cascade::CascadeBuilder;
+use crate::runtime::confidence::{Metric, Threshold};
+use crate::runtime::model::{LoadOptions, ModelSpec, Threads};
+use crate::tune::budget::{Budget, Target};
+use crate::tune::cost::{measure_stage, CostOptions};
+use crate::tune::curve::{self, Observation, Record, Reference};
+use crate::tune::dataset::{DataSpec, LayoutKind};
+use crate::tune::profile::{self, FitReport, HeldOut, Profile, ProfileStage};
+
+/// How many of the images each stage's cost is measured on: enough different pictures
+/// that no single one sets the figure, few enough to keep them all decoded in memory.
+pub const DEFAULT_COST_IMAGES: usize = 16;
+
+/// Share of the images held out to check the chosen threshold on data it was not fitted
+/// on: large enough for a held-out accuracy within a few points on a few hundred images.
+pub const DEFAULT_HOLDOUT: f64 = 0.3;
+
+/// What to calibrate, and on what.
+#[derive(Debug, Clone)]
+pub struct CalibrationPlan {
+    /// The models, cheapest first (at least two).
+    pub stages: Vec<ModelSpec>,
+    /// The confidence metric the threshold applies to.
+    pub metric: Metric,
+    pub options: LoadOptions,
+    pub data: DataSpec,
+    pub target: Target,
+    /// Aim lower than a budget by this share, or this many accuracy points higher.
+    pub margin: f64,
+    /// Share of the images held out (see [`DEFAULT_HOLDOUT`]).
+    pub holdout: f64,
+    /// Board power model, for energy when the machine has no meter.
+    pub board: Option<Board>,
+    /// The thread count the models run with (recorded, and the board model's busy cores).
+    pub threads: Threads,
+    /// See [`DEFAULT_COST_IMAGES`].
+    pub cost_images: usize,
+    pub cost: CostOptions,
+}
+
+impl CalibrationPlan {
+    /// A plan with the defaults for everything but the stages, the data and the target.
+    pub fn new(stages: Vec<ModelSpec>, data: DataSpec, target: Target) -> CalibrationPlan {
+        CalibrationPlan {
+            stages,
+            metric: Metric::default(),
+            options: LoadOptions::default(),
+            data,
+            target,
+            margin: 0.0,
+            holdout: DEFAULT_HOLDOUT,
+            board: None,
+            threads: Threads::ONE,
+            cost_images: DEFAULT_COST_IMAGES,
+            cost: CostOptions::default(),
+        }
+    }
+}
+
+/// Where a calibration is, for progress output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Running every stage on every image: `done` of `total` images.
+    Observing { done: usize, total: usize },
+    /// Measuring the cost of stage `stage` of `stages`.
+    Measuring { stage: usize, stages: usize },
+}
+
+/// One stage alone on one part of the data: what the cascade is compared with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Alone {
+    /// `fit` or `held out`.
+    pub part: &'static str,
+    pub stage: usize,
+    pub inputs: usize,
+    pub accuracy: f64,
+    /// Mean of the stage's measured per-image latency, ms.
+    pub mean_ms: f64,
+}
+
+/// What a calibration found: the profile to save, and what to tell the user about it.
+#[derive(Debug, Clone)]
+pub struct Calibration {
+    pub profile: Profile,
+    /// The unit of the curve's costs: `ms`, or `mJ` for an energy budget.
+    pub unit: &'static str,
+    /// The last stage alone on the fitted and the held-out images.
+    pub last_alone: Vec<Alone>,
+    /// Images that could not be decoded (left out).
+    pub skipped: usize,
+}
+
+/// Runs the whole calibration (see the module docs). `progress` hears where it is.
+pub fn run(plan: &CalibrationPlan, mut progress: impl FnMut(Progress)) -> Result<Calibration> {
+    let mut cascade = plan
+        .stages
+        .iter()
+        .cloned()
+        .fold(CascadeBuilder::new(), CascadeBuilder::stage)
+        .metric(plan.metric)
+        .threshold(Threshold::new(0.0)?)
+        .preload(true)
+        .load_options(plan.options)
+        .build()?;
+    let dataset = plan.data.open(cascade.labels())?;
+    let (fit_idx, held_idx) = split(dataset.len(), plan.holdout)?;
+    let reference = if dataset.layout == LayoutKind::Unlabeled {
+        log::warn!(
+            "{} has no labels: calibrating against agreement with the last stage",
+            plan.data.dir.display()
+        );
+        Reference::LastStageAgreement
+    } else {
+        Reference::Labels
+    };
+    if dataset.len() < 3 {
+        log::warn!(
+            "calibrating on {} image(s): the threshold will fit them and little else",
+            dataset.len()
+        );
+    }
+    let energy_budget = matches!(plan.target, Target::Budget(Budget::EnergyMj(_)));
+    if energy_budget && plan.board.is_none() {
+        log::info!("no board power model: energy needs a meter on this machine");
+    }
+
+    // 1. Every stage on every input.
+    let total = dataset.len();
+    let mut records: Vec<Option<Record>> = Vec::with_capacity(total);
+    let mut cost_images: Vec<RgbImage> = Vec::with_capacity(plan.cost_images);
+    for (i, item) in dataset.decoded().enumerate() {
+        match item.image {
+            Ok(image) => {
+                let runs = cascade.observe_all(&image)?;
+                records.push(Some(Record {
+                    stages: runs
+                        .iter()
+                        .map(|r| Observation {
+                            class: r.class,
+                            confidence: r.confidence,
+                            cost_ms: (r.preprocess + r.inference).as_secs_f64() * 1e3,
+                        })
+                        .collect(),
+                    label: item.sample.label,
+                }));
+                if cost_images.len() < plan.cost_images {
+                    cost_images.push(image);
+                }
+            }
+            Err(_) => records.push(None),
+        }
+        progress(Progress::Observing { done: i + 1, total });
+    }
+    let skipped = records.iter().filter(|r| r.is_none()).count();
+    let pick =
+        |idx: &[usize]| -> Vec<Record> { idx.iter().filter_map(|&i| records[i].clone()).collect() };
+    let (fit, held) = (pick(&fit_idx), pick(&held_idx));
+    if fit.is_empty() {
+        return Err(Error::Dataset {
+            path: plan.data.dir.clone(),
+            reason: "no image to fit on could be decoded".into(),
+        });
+    }
+
+    // 2. What each stage costs here, on a few of the same images.
+    let mut meter = detect_system(plan.board.as_ref(), plan.threads.get());
+    let n_stages = cascade.stages().len();
+    let mut stages = Vec::with_capacity(n_stages);
+    for i in 0..n_stages {
+        progress(Progress::Measuring {
+            stage: i,
+            stages: n_stages,
+        });
+        let meter: Option<&mut dyn EnergyMeter> = match &mut meter {
+            Some(m) => Some(&mut **m),
+            None => None,
+        };
+        let not_loaded = || Error::Internal(format!("stage {i} is not loaded after preloading"));
+        let stage = cascade.stage_mut_at(i).ok_or_else(not_loaded)?;
+        let cost = measure_stage(stage, &cost_images, meter, &plan.cost)?;
+        let model = stage.model().ok_or_else(not_loaded)?;
+        stages.push(ProfileStage {
+            model: stage.spec().path.clone(),
+            sha256: profile::sha256_file(&stage.spec().path)?,
+            load_ms: model.load_time().as_secs_f64() * 1e3,
+            latency: cost.latency,
+            energy: cost.energy,
+        });
+    }
+    let costs: Vec<f64> = if energy_budget {
+        stages
+            .iter()
+            .map(|s| s.energy.as_ref().map(|e| e.total_mj))
+            .collect::<Option<Vec<f64>>>()
+            .ok_or_else(|| {
+                Error::InvalidArgument(
+                    "an energy budget needs an energy meter or a --board power model".into(),
+                )
+            })?
+    } else {
+        stages.iter().map(|s| s.latency.mean_ms).collect()
+    };
+
+    // 3. Fit, choose, check on held-out inputs.
+    let curve = curve::curve(&fit, reference, &costs)?;
+    let chosen = curve::choose(&curve, plan.target, plan.margin)?;
+    let holdout = (!held.is_empty()).then(|| HeldOut {
+        point: curve::point(&held, reference, &costs, chosen.threshold),
+        measured_mean_ms: curve::measured_mean_cost(&held, chosen.threshold),
+    });
+    let last = n_stages - 1;
+    let last_alone = [("fit", &fit), ("held out", &held)]
+        .into_iter()
+        .filter(|(_, records)| !records.is_empty())
+        .map(|(part, records)| {
+            let (accuracy, mean_ms) = curve::stage_alone(records, reference, last);
+            Alone {
+                part,
+                stage: last,
+                inputs: records.len(),
+                accuracy,
+                mean_ms,
+            }
+        })
+        .collect();
+    let profile = Profile {
+        created: profile::now_rfc3339(),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        board: plan.board.as_ref().map(|b| b.name.clone()),
+        cpu: profile::cpu_model(),
+        arch: std::env::consts::ARCH.to_string(),
+        threads: plan.threads.get(),
+        metric: plan.metric,
+        threshold: Threshold::new(chosen.threshold)?,
+        stages,
+        calibration: FitReport {
+            data: plan.data.dir.display().to_string(),
+            target: plan.target,
+            margin: plan.margin,
+            reference,
+            fit_inputs: fit.len(),
+            holdout_inputs: held.len(),
+            fit: chosen,
+            holdout,
+        },
+        curve,
+    };
+    Ok(Calibration {
+        profile,
+        unit: plan.target.unit(),
+        last_alone,
+        skipped,
+    })
+}
+
+/// Splits `n` inputs into a fitting set and a held-out set holding `fraction` of them,
+/// spread evenly over the (sorted) inputs so both sets see every part of the data.
+pub fn split(n: usize, fraction: f64) -> Result<(Vec<usize>, Vec<usize>)> {
+    if !(fraction.is_finite() && (0.0..1.0).contains(&fraction)) {
+        return Err(Error::InvalidArgument(format!(
+            "--holdout must be in [0, 1), got {fraction}"
+        )));
+    }
+    let (mut fit, mut held) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        // Input i is held out when the running count of held-out inputs steps up at it.
+        let before = (i as f64 * fraction).floor();
+        let after = ((i + 1) as f64 * fraction).floor();
+        if after > before {
+            held.push(i);
+        } else {
+            fit.push(i);
+        }
+    }
+    if fit.is_empty() {
+        return Err(Error::InvalidArgument("nothing left to fit on".into()));
+    }
+    Ok((fit, held))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_spreads_the_held_out_share_evenly() {
+        let (fit, held) = split(10, 0.3).unwrap();
+        assert_eq!(held, vec![3, 6, 9]);
+        assert_eq!(fit.len(), 7);
+        let (fit, held) = split(5, 0.0).unwrap();
+        assert_eq!((fit.len(), held.len()), (5, 0));
+        assert!(split(5, 1.0).is_err());
+    }
+}
