@@ -14,10 +14,11 @@
 use std::hint::black_box;
 use std::path::PathBuf;
 
-use cascade::input::decode::decode_file;
-use cascade::runtime::preprocess::Preprocessor;
+use cascade::input::decode_file;
+use cascade::runtime::Preprocessor;
 use cascade::{
-    CascadeBuilder, ExitRule, LoadOptions, Metric, Model, ModelSpec, Summary, Threads, Threshold,
+    runtime::ExitRule, CascadeBuilder, LoadOptions, Metric, Model, ModelSpec, Summary, Threads,
+    Threshold,
 };
 use criterion::{criterion_group, criterion_main, Criterion};
 

@@ -6,8 +6,8 @@
 
 use std::path::PathBuf;
 
-use cascade::input::decode::decode_file;
-use cascade::runtime::preprocess::Preprocessor;
+use cascade::input::decode_file;
+use cascade::runtime::Preprocessor;
 use cascade::{LoadOptions, Model, ModelSpec, Threads};
 use criterion::{criterion_group, criterion_main, Criterion};
 

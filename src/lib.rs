@@ -4,11 +4,27 @@
 //! the small one is not confident. The data flows one way, and so do the modules:
 //!
 //! ```text
-//! file/frame -> decode -> preprocess -> stage (model) -> confidence -> cascade -> Decision
+//! image file / camera frame
+//!   -> input     decode JPEG/PNG, convert raw and MJPEG frames           -> RgbImage
+//!   -> runtime   preprocess, stage (model, loaded on first need),
+//!                confidence, cascade (exit or defer)                     -> Decision
+//!   -> stream    source -> newest-frame queue -> classifier, with a
+//!                per-frame deadline and a running budget                 -> Event
+//!   -> tune      dataset, eval, stage costs, threshold curve, calibration -> Profile
+//!   -> energy    meters (powercap, hwmon, vcgencmd) and board power models
+//!   -> bench     each model alone and the cascade, compared             -> Report
 //! ```
 //!
+//! Each layer uses only the ones above it: [`runtime`] knows no file but models and their
+//! manifests, [`stream`], [`tune`] and [`bench`] use [`runtime`] and never the other way
+//! round, and only [`tune`]'s profile knows the profile's file format. The `cascade`
+//! binary is a thin command line over these modules: each command parses its arguments,
+//! makes one library call and prints.
+//!
+//! A board application needs little more than this crate root:
+//!
 //! ```no_run
-//! use cascade::{CascadeBuilder, ModelSpec, Threshold, input::decode::decode_file};
+//! use cascade::{decode_file, CascadeBuilder, ModelSpec, Threshold};
 //! # fn main() -> cascade::Result<()> {
 //! let mut cascade = CascadeBuilder::new()
 //!     .stage(ModelSpec::new("models/efficientnet-lite0.onnx"))
@@ -19,16 +35,56 @@
 //! println!("{} from stage {}", cascade.labels().name(decision.class), decision.exit_stage);
 //! # Ok(()) }
 //! ```
+//!
+//! Calibrating for a budget, saving the profile and streaming with it:
+//!
+//! ```no_run
+//! use cascade::stream::{Input, Policy};
+//! use cascade::{
+//!     calibrate, Budget, CalibrationPlan, DataSpec, Event, ModelSpec, PixelFormat, Profile,
+//!     Session, SessionConfig, Target,
+//! };
+//! # fn main() -> cascade::Result<()> {
+//! let plan = CalibrationPlan::new(
+//!     vec![ModelSpec::new("models/efficientnet-lite0.onnx"), ModelSpec::new("models/efficientnet-lite2.onnx")],
+//!     DataSpec::new("photos/"),
+//!     Target::Budget(Budget::latency_ms(40.0)?),
+//! );
+//! let calibration = calibrate(&plan, |_progress| {})?;
+//! calibration.profile.save("profile.toml".as_ref())?;
+//!
+//! let profile = Profile::load("profile.toml".as_ref())?;
+//! let cascade = profile.builder().build()?;
+//! let config = SessionConfig {
+//!     budget: Some(Budget::latency_ms(40.0)?),
+//!     profile: Some(profile),
+//!     policy: Policy::NewestWins,
+//!     ..SessionConfig::default()
+//! };
+//! let input = Input::Bytes { path: "-".into(), pixel: PixelFormat::Mjpeg, size: None };
+//! let mut session = Session::start(cascade, &config, input.open()?)?;
+//! while let Event::Answered { answer, .. } | Event::Idle | Event::Dropped { .. } | Event::Skipped { .. } =
+//!     session.next(std::time::Duration::from_millis(100))?
+//! {
+//!     let _ = answer;
+//! }
+//! # Ok(()) }
+//! ```
 
 pub mod bench;
 pub mod energy;
-pub mod error;
+mod error;
 pub mod input;
 pub mod runtime;
 pub mod stream;
 pub mod tune;
 
 pub use error::{Error, Result};
-pub use runtime::cascade::{Cascade, CascadeBuilder, Decision, StageRun};
-pub use runtime::confidence::{ExitRule, Metric, Summary, Threshold};
-pub use runtime::model::{LoadOptions, Model, ModelSpec, Threads};
+pub use input::{decode_file, PixelFormat, RgbImage};
+pub use runtime::{
+    Cascade, CascadeBuilder, Decision, LoadOptions, Metric, Model, ModelSpec, Summary, Threads,
+    Threshold,
+};
+pub use stream::{Event, Session, SessionConfig};
+pub use tune::calibrate::run as calibrate;
+pub use tune::{Budget, Calibration, CalibrationPlan, DataSpec, Profile, Target};

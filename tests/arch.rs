@@ -5,8 +5,8 @@
 
 mod common;
 
-use cascade::input::decode::decode_file;
-use cascade::runtime::preprocess::Preprocessor;
+use cascade::input::decode_file;
+use cascade::runtime::Preprocessor;
 use cascade::{LoadOptions, Model, ModelSpec, Summary};
 
 /// Max absolute logit difference allowed between targets. Measured: about 1e-5

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::bench::measure::{BenchResult, CurveRow, Figures};
+use crate::bench::{BenchResult, CurveRow, Figures};
 use crate::tune::tradeoff::{cheapest_reaching, most_accurate_within, on_pareto_front, Tradeoff};
 
 /// One measured or derived configuration on the accuracy/cost plane.

@@ -4,9 +4,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::bench::compare::{Axis, Cost};
 use crate::bench::plot::AccuracyVsCost;
 use crate::bench::Report;
+use crate::bench::{Axis, Cost};
 use crate::error::{Error, Result};
 
 fn pct(v: Option<f64>) -> String {

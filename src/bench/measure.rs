@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::bench::memory::Memory;
+use crate::bench::Memory;
 use crate::energy::{EnergyMeter, EnergyPerRun};
 use crate::error::{Error, Result};
-use crate::input::decode::RgbImage;
-use crate::runtime::cascade::{Cascade, CascadeBuilder};
-use crate::runtime::confidence::{Metric, Threshold};
+use crate::input::RgbImage;
+use crate::runtime::{Cascade, CascadeBuilder};
+use crate::runtime::{Metric, Threshold};
 use crate::tune::curve::{self, Observation, Record, Reference};
-use crate::tune::latency::Latency;
+use crate::tune::Latency;
 
 /// One image ready to classify.
 pub struct Input {
@@ -222,11 +222,11 @@ pub fn measure(
         let mut single = Cascade::single(spec.clone(), plan.options)?;
         // Confidences under the plan's metric, so the records can be replayed as the cascade.
         single.set_metric(plan.metric);
-        let name = spec
-            .path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| spec.path.display().to_string());
+        let name = single
+            .stages()
+            .first()
+            .and_then(|s| s.model())
+            .map_or_else(|| spec.path.display().to_string(), |m| m.name().to_string());
         let mut run = run_once(
             &name,
             &mut single,

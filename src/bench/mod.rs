@@ -6,26 +6,27 @@
 //!   model), on one cost axis at a time;
 //! - [`export`] and [`plot`]: Markdown, JSON, CSV and SVG.
 
-pub mod compare;
-pub mod export;
-pub mod measure;
-pub mod memory;
-pub mod plot;
+mod compare;
+mod export;
+mod measure;
+mod memory;
+mod plot;
 
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::energy::board::Board;
 use crate::energy::detect_system;
+use crate::energy::Board;
 use crate::error::{Error, Result};
-use crate::runtime::cascade::{Cascade, CascadeBuilder};
-use crate::runtime::model::Threads;
-use crate::tune::dataset::DataSpec;
-use crate::tune::profile::{cpu_model, now_rfc3339, sha256_file};
+use crate::runtime::Threads;
+use crate::runtime::{Cascade, CascadeBuilder};
+use crate::tune::DataSpec;
+use crate::tune::{cpu_model, now_rfc3339, sha256_file};
 
 pub use compare::{Axis, Comparison, Cost, Point};
 pub use measure::{BenchResult, CurveRow, Figures, Input};
+pub use memory::Memory;
 
 /// The tract version this build links (pinned in Cargo.toml; checked by a test).
 pub const TRACT_VERSION: &str = "0.23.9";

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::bench::compare::Point;
+use crate::bench::Point;
 use crate::error::{Error, Result};
 
 /// An `accuracy (%) vs cost` plot: `curve` as a line, every `measured` point as a labelled

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cascade::bench::{self, BenchPlan};
-use cascade::energy::board::Board;
+use cascade::energy::Board;
 use cascade::Threads;
 
 use super::output::{line, progress_bar, status};

@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cascade::energy::board::Board;
-use cascade::tune::budget::{Budget, Target};
+use cascade::energy::Board;
 use cascade::tune::calibrate::{self, CalibrationPlan, Progress, DEFAULT_HOLDOUT};
 use cascade::tune::curve::{self, CurvePoint, Reference};
+use cascade::tune::{Budget, Target};
 use cascade::{Metric, ModelSpec, Threads};
 
 use super::output::{line, progress_bar, status};

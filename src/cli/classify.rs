@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use cascade::input::decode::decode_file;
+use cascade::input::decode_file;
 
 use super::output::{decision_json, line};
 use super::{CliResult, StageArgs};

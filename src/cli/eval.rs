@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use cascade::tune::dataset::LayoutKind;
-use cascade::tune::eval::evaluate;
+use cascade::tune::evaluate;
+use cascade::tune::LayoutKind;
 use cascade::Threads;
 use serde_json::json;
 

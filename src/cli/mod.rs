@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cascade::tune::dataset::DataSpec;
-use cascade::tune::profile::Profile;
+use cascade::tune::DataSpec;
+use cascade::tune::Profile;
 use cascade::{Cascade, CascadeBuilder, LoadOptions, Metric, ModelSpec, Threads, Threshold};
 use clap::{Parser, Subcommand, ValueEnum};
 

@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cascade::input::frame::{FrameSize, PixelFormat};
-use cascade::stream::open::Input;
+use cascade::input::{FrameSize, PixelFormat};
+use cascade::stream::Input;
 use cascade::stream::{
     Answer, AnsweredBy, Event, LiveEnergy, Policy, Session, SessionConfig, StreamClassifier,
     Summary,
 };
-use cascade::tune::budget::Budget;
+use cascade::tune::Budget;
 use cascade::Cascade;
 use serde_json::json;
 

@@ -45,14 +45,6 @@ const BUILTIN: &[(&str, &str)] = &[
 
 const BUILTIN_NAMES: &[&str] = &["rpi3b", "rpi4b", "rpi5", "rpizero2w", "x86_64-host"];
 
-/// `/proc/device-tree/model` (without the ` Rev x.y` suffix) of the boards we ship.
-const DEVICE_TREE_MODELS: &[(&str, &str)] = &[
-    ("Raspberry Pi 3 Model B", "rpi3b"),
-    ("Raspberry Pi 4 Model B", "rpi4b"),
-    ("Raspberry Pi 5 Model B", "rpi5"),
-    ("Raspberry Pi Zero 2 W", "rpizero2w"),
-];
-
 impl Board {
     /// One of the shipped boards ([`Board::builtin_names`]).
     pub fn builtin(name: &str) -> Result<Board> {
@@ -161,32 +153,6 @@ impl Board {
         }
         let k = busy_cores.min(self.active_watts.len()) - 1;
         self.active_watts.get(k).copied().unwrap_or(self.idle_watts)
-    }
-
-    /// Best-effort guess of the board this runs on: a Raspberry Pi from
-    /// `/proc/device-tree/model`, else the generic host on x86_64, else `None`.
-    pub fn detect() -> Option<Board> {
-        let model = std::fs::read("/proc/device-tree/model")
-            .ok()
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
-        Board::detect_from(model.as_deref(), std::env::consts::ARCH)
-    }
-
-    /// [`Board::detect`] with its inputs given: the device-tree model text (NUL-terminated
-    /// as the kernel gives it, or not) and the CPU architecture.
-    pub fn detect_from(model: Option<&str>, arch: &str) -> Option<Board> {
-        if let Some(model) = model {
-            let model = model.trim_end_matches('\0').trim();
-            let model = model.split(" Rev ").next().unwrap_or(model).trim();
-            if let Some((_, name)) = DEVICE_TREE_MODELS.iter().find(|(m, _)| *m == model) {
-                return Board::builtin(name).ok();
-            }
-            log::debug!("no board file for device-tree model {model:?}");
-        }
-        if arch == "x86_64" {
-            return Board::builtin("x86_64-host").ok();
-        }
-        None
     }
 }
 
@@ -297,23 +263,5 @@ sources = ["made up for the test"]
         assert_eq!(b.power_at(1), 2.0);
         assert_eq!(b.power_at(2), 3.0);
         assert_eq!(b.power_at(64), 3.0);
-    }
-
-    #[test]
-    fn detects_raspberry_pis_from_device_tree_model() {
-        let name = |model: Option<&str>, arch| Board::detect_from(model, arch).map(|b| b.name);
-        let pi4 = Some("Raspberry Pi 4 Model B Rev 1.4\0");
-        assert_eq!(name(pi4, "aarch64").as_deref(), Some("rpi4b"));
-        let pi5 = Some("Raspberry Pi 5 Model B Rev 1.0\0");
-        assert_eq!(name(pi5, "aarch64").as_deref(), Some("rpi5"));
-        let pi3 = Some("Raspberry Pi 3 Model B Rev 1.2");
-        assert_eq!(name(pi3, "arm").as_deref(), Some("rpi3b"));
-        let zero = Some("Raspberry Pi Zero 2 W Rev 1.0\0");
-        assert_eq!(name(zero, "aarch64").as_deref(), Some("rpizero2w"));
-        // A 3B+ draws more than a 3B: no guess rather than a wrong one.
-        let pi3plus = Some("Raspberry Pi 3 Model B Plus Rev 1.3\0");
-        assert_eq!(name(pi3plus, "aarch64"), None);
-        assert_eq!(name(None, "aarch64"), None);
-        assert_eq!(name(None, "x86_64").as_deref(), Some("x86_64-host"));
     }
 }

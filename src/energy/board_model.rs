@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::{timed, Energy, EnergyMeter};
-use crate::energy::board::Board;
+use crate::energy::Board;
 use crate::error::Result;
 
 /// Energy from [`Board::power_at`] and elapsed time.

@@ -9,7 +9,7 @@
 //!    monitors (HATs, Jetson boards), sampled while the model runs.
 //! 3. [`VcgencmdMeter`]: the Raspberry Pi 5 PMIC's rail readings from
 //!    `vcgencmd pmic_read_adc`, sampled while the model runs.
-//! 4. [`ModelMeter`]: the board's power model ([`crate::energy::board::Board`]), an *estimate*
+//! 4. [`ModelMeter`]: the board's power model ([`crate::energy::Board`]), an *estimate*
 //!    from published whole-board measurements, labeled as such.
 //!
 //! Every meter also includes whatever else the metered domain powers (the OS, the sampler
@@ -17,7 +17,7 @@
 //! same way ([`idle_power`], [`EnergyPerRun`]).
 
 mod background;
-pub mod board;
+mod board;
 mod board_model;
 mod hwmon;
 mod powercap;
@@ -33,12 +33,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub use background::Background;
+pub use board::Board;
 pub use board_model::ModelMeter;
 pub use hwmon::HwmonMeter;
 pub use powercap::PowercapMeter;
-pub use vcgencmd::{parse_pmic_watts, system_runner, CommandRunner, VcgencmdMeter};
+pub use vcgencmd::{system_runner, CommandRunner, VcgencmdMeter};
 
-use crate::energy::board::Board;
 use crate::error::{Error, Result};
 
 /// Energy of one measured span.

@@ -14,7 +14,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::input::decode::{decode_bytes, RgbImage};
+use crate::input::{decode_bytes, RgbImage};
 
 /// How the bytes of one frame encode its pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -6,8 +6,8 @@
 //! start-of-image without losing that next frame. The walk keeps its place between reads,
 //! so data arriving in small pieces from a pipe is scanned once.
 
-use crate::input::frame::Unit;
 use crate::input::jpeg::{starts_header, Step, Walk};
+use crate::input::Unit;
 
 /// Incremental JPEG splitter over a growing buffer.
 #[derive(Debug)]
@@ -67,6 +67,7 @@ impl MjpegSplitter {
     }
 
     /// Appends data (for callers that do not read into [`MjpegSplitter::space`]).
+    #[cfg(test)]
     pub fn push(&mut self, data: &[u8]) {
         self.space(data.len()).copy_from_slice(data);
         self.filled(data.len());
@@ -152,7 +153,7 @@ impl MjpegSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::decode::RgbImage;
+    use crate::input::RgbImage;
 
     fn jpeg(w: u32, h: u32, shade: u8) -> Vec<u8> {
         let img = RgbImage::from_fn(w, h, |x, y| {
@@ -216,7 +217,7 @@ mod tests {
     #[test]
     fn a_thumbnail_does_not_end_the_frame() {
         let img = with_thumbnail(&jpeg(20, 20, 50), &jpeg(4, 4, 60));
-        assert!(crate::input::decode::decode_bytes(&img).is_ok());
+        assert!(crate::input::decode_bytes(&img).is_ok());
         let stream = [img.clone(), jpeg(8, 8, 1)].concat();
         let got = split(&stream, 1000);
         assert_eq!(got.len(), 2);

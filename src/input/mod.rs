@@ -1,5 +1,16 @@
 //! Input: bytes from a file, a pipe or a camera become 8-bit RGB images.
-pub mod decode;
-pub mod frame;
-pub mod jpeg;
-pub mod mjpeg;
+//!
+//! - [`decode_file`], [`decode_bytes`]: JPEG and PNG files, EXIF orientation applied;
+//! - [`FrameFormat`]: how a stream's frames are encoded (raw RGB/YUV, or MJPEG), and the
+//!   converter from a frame's bytes to RGB (BT.601 YUV);
+//! - the JPEG marker walk behind both the decoder's completeness check and the MJPEG
+//!   splitter that cuts a byte stream into frames.
+
+mod decode;
+mod frame;
+pub(crate) mod jpeg;
+pub(crate) mod mjpeg;
+
+pub use decode::{decode_bytes, decode_file, RgbImage};
+pub(crate) use frame::FrameConverter;
+pub use frame::{FrameFormat, FrameSize, PixelFormat, Unit};

@@ -8,11 +8,11 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::input::decode::RgbImage;
-use crate::runtime::confidence::{ExitRule, Metric, Ranked, Summary, Threshold, TOP_K};
-use crate::runtime::labels::Labels;
-use crate::runtime::model::{LoadOptions, ModelSpec};
-use crate::runtime::stage::Stage;
+use crate::input::RgbImage;
+use crate::runtime::Labels;
+use crate::runtime::Stage;
+use crate::runtime::{ExitRule, Metric, Ranked, Summary, Threshold, TOP_K};
+use crate::runtime::{LoadOptions, ModelSpec};
 
 /// Most stages a cascade may have; fixes the size of a [`Decision`] on the stack.
 pub const MAX_STAGES: usize = 8;

@@ -177,9 +177,9 @@ impl FromStr for Metric {
 pub struct Threshold(f32);
 
 impl Default for Threshold {
-    /// [`crate::runtime::cascade::DEFAULT_THRESHOLD`].
+    /// [`crate::runtime::DEFAULT_THRESHOLD`].
     fn default() -> Self {
-        Threshold(crate::runtime::cascade::DEFAULT_THRESHOLD)
+        Threshold(crate::runtime::DEFAULT_THRESHOLD)
     }
 }
 

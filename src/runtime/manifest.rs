@@ -129,6 +129,7 @@ impl InputSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
     pub path: PathBuf,
+    /// A short name for reports.
     pub name: Option<String>,
     pub input: InputSpec,
     /// Labels file, resolved relative to the manifest's folder.

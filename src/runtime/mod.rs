@@ -1,8 +1,28 @@
-//! Runtime: an RGB image becomes a decision.
-pub mod cascade;
-pub mod confidence;
-pub mod labels;
-pub mod manifest;
-pub mod model;
-pub mod preprocess;
-pub mod stage;
+//! Runtime: an RGB image becomes a [`Decision`].
+//!
+//! ```text
+//! RgbImage -> preprocess -> stage (model, resident or not) -> confidence -> cascade -> Decision
+//! ```
+//!
+//! - [`ModelSpec`], [`Model`]: an ONNX classifier loaded and optimized by tract, fed as its
+//!   sidecar manifest ([`InputSpec`]) says, named by its [`Labels`];
+//! - [`Preprocessor`]: resize, center crop, normalize, NCHW or NHWC, into reused buffers;
+//! - [`Stage`]: a model that loads itself on first need and can be released;
+//! - [`Summary`], [`Metric`], [`Threshold`]: how sure a stage is, and when that is enough;
+//! - [`CascadeBuilder`], [`Cascade`]: run the cheapest stage first, defer while unsure.
+
+mod cascade;
+mod confidence;
+mod labels;
+pub(crate) mod manifest;
+mod model;
+mod preprocess;
+mod stage;
+
+pub use cascade::{Cascade, CascadeBuilder, Decision, StageRun, DEFAULT_THRESHOLD, MAX_STAGES};
+pub use confidence::{ExitRule, Metric, Ranked, Summary, Threshold, TOP_K};
+pub use labels::Labels;
+pub use manifest::{InputSpec, Layout, Normalization};
+pub use model::{LoadOptions, Model, ModelSpec, Threads};
+pub use preprocess::Preprocessor;
+pub use stage::{Stage, StageOutput};

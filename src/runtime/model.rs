@@ -10,8 +10,8 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::error::{one_line, Error, Result};
-use crate::runtime::labels::Labels;
 use crate::runtime::manifest::{InputSpec, Manifest};
+use crate::runtime::Labels;
 
 /// Which model file to load and where its manifest is.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +50,8 @@ impl Default for LoadOptions {
 /// A loaded, optimized classifier.
 pub struct Model {
     path: PathBuf,
+    /// The manifest's `name`, else the file name without its extension.
+    name: String,
     input: InputSpec,
     labels: Labels,
     num_classes: usize,
@@ -145,7 +147,13 @@ impl Model {
                 .join(",")
         };
 
-        let (input, labels_path, assumed) = match manifest {
+        let stem = || {
+            path.file_stem().map_or_else(
+                || path.display().to_string(),
+                |s| s.to_string_lossy().into_owned(),
+            )
+        };
+        let (name, input, labels_path, assumed) = match manifest {
             Some(m) => {
                 let want = m.input.shape();
                 let agrees = dims.iter().zip(want).all(|(d, w)| d.is_none_or(|d| d == w));
@@ -160,7 +168,7 @@ impl Model {
                         ),
                     });
                 }
-                (m.input, m.labels, Vec::new())
+                (m.name.unwrap_or_else(stem), m.input, m.labels, Vec::new())
             }
             None => {
                 let concrete: Option<Vec<usize>> = dims.iter().copied().collect();
@@ -172,7 +180,7 @@ impl Model {
                     ))
                 })?;
                 let (input, assumed) = InputSpec::infer(&concrete).map_err(shape_err)?;
-                (input, None, assumed)
+                (stem(), input, None, assumed)
             }
         };
 
@@ -229,6 +237,7 @@ impl Model {
         let state = plan.spawn().map_err(|e| model_err(&e))?;
         Ok(Model {
             path: path.to_path_buf(),
+            name,
             input,
             labels,
             num_classes,
@@ -274,6 +283,11 @@ impl Model {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A short name for reports (the manifest's `name`, else the file stem).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn input(&self) -> &InputSpec {

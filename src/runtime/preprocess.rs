@@ -8,7 +8,7 @@
 use fast_image_resize::{self as fir, FilterType, PixelType, ResizeAlg, ResizeOptions};
 
 use crate::error::{Error, Result};
-use crate::input::decode::RgbImage;
+use crate::input::RgbImage;
 use crate::runtime::manifest::{InputSpec, Layout};
 
 /// Where the crop window lies in the resized image.

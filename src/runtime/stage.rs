@@ -7,9 +7,9 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::input::decode::RgbImage;
-use crate::runtime::model::{LoadOptions, Model, ModelSpec};
-use crate::runtime::preprocess::Preprocessor;
+use crate::input::RgbImage;
+use crate::runtime::Preprocessor;
+use crate::runtime::{LoadOptions, Model, ModelSpec};
 
 /// A cascade stage.
 #[derive(Debug)]
@@ -108,11 +108,6 @@ impl Stage {
     /// The resident model, if loaded.
     pub fn model(&self) -> Option<&Model> {
         self.model.as_ref()
-    }
-
-    /// The resident model for direct use on preprocessed tensors (benchmarks), if loaded.
-    pub fn model_mut(&mut self) -> Option<&mut Model> {
-        self.model.as_mut()
     }
 
     /// Preprocesses `image` for this stage, loading the model first if need be, and runs it.

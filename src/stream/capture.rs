@@ -6,8 +6,8 @@
 //! may pad each row to a `stride` wider than the picture, and a buffer the driver flagged as
 //! corrupt must be skipped like a corrupt JPEG in a pipe.
 
-use crate::input::frame::Unit;
-use crate::input::frame::{FrameFormat, PixelFormat};
+use crate::input::Unit;
+use crate::input::{FrameFormat, PixelFormat};
 
 /// A buffer as the driver returned it.
 #[derive(Debug, Clone, Copy)]
@@ -64,7 +64,7 @@ pub fn copy_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::frame::FrameSize;
+    use crate::input::FrameSize;
 
     fn yuyv(width: u32, height: u32) -> FrameFormat {
         FrameFormat::new(

@@ -8,12 +8,12 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::input::frame::{FrameConverter, FrameFormat};
-use crate::runtime::cascade::{Cascade, Decision, MAX_STAGES};
-use crate::runtime::confidence::Threshold;
-use crate::stream::controller::BudgetController;
-use crate::stream::deadline::Deadline;
-use crate::tune::budget::Budget;
+use crate::input::{FrameConverter, FrameFormat};
+use crate::runtime::Threshold;
+use crate::runtime::{Cascade, Decision, MAX_STAGES};
+use crate::stream::BudgetController;
+use crate::stream::Deadline;
+use crate::tune::Budget;
 
 /// Why the answering stage answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,9 +198,9 @@ impl StreamClassifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::frame::{FrameSize, PixelFormat};
-    use crate::runtime::cascade::CascadeBuilder;
-    use crate::runtime::model::ModelSpec;
+    use crate::input::{FrameSize, PixelFormat};
+    use crate::runtime::CascadeBuilder;
+    use crate::runtime::ModelSpec;
 
     /// Two copies of the 10-class fixture, every input deferred (threshold 1).
     fn classifier() -> StreamClassifier {

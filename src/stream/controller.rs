@@ -15,8 +15,8 @@
 //! everything at the first stage and deferring everything).
 
 use crate::error::{Error, Result};
-use crate::tune::budget::Budget;
 use crate::tune::curve::CurvePoint;
+use crate::tune::Budget;
 
 /// Default integral gain: the threshold responds to a lasting error within about
 /// `1 / gain` frames, while one frame's cost moves it by only a small step.
@@ -110,17 +110,6 @@ impl BudgetController {
             })
             .collect::<Result<Vec<_>>>()?;
         BudgetController::new(&points, start, budget)
-    }
-
-    /// Sets the integral gain (0 < gain <= 1).
-    pub fn with_gain(mut self, gain: f64) -> Result<BudgetController> {
-        if !(gain.is_finite() && gain > 0.0 && gain <= 1.0) {
-            return Err(Error::InvalidArgument(format!(
-                "controller gain must be in (0, 1], got {gain}"
-            )));
-        }
-        self.gain = gain;
-        Ok(self)
     }
 
     /// The threshold to use for the next frame.

@@ -15,22 +15,26 @@
 //! - [`session`]: the whole stream, set up from a [`SessionConfig`] and pulled one
 //!   [`Event`] at a time; [`stats`] counts it.
 
-pub mod capture;
-pub mod classifier;
-pub mod controller;
-pub mod deadline;
-pub mod open;
-pub mod queue;
-pub mod reader;
-pub mod session;
-pub mod source;
-pub mod stats;
+#[cfg(any(test, all(feature = "v4l", target_os = "linux")))]
+pub(crate) mod capture;
+mod classifier;
+mod controller;
+mod deadline;
+mod open;
+pub(crate) mod queue;
+pub(crate) mod reader;
+mod session;
+mod source;
+pub(crate) mod stats;
 #[cfg(all(feature = "v4l", target_os = "linux"))]
-pub mod v4l;
+mod v4l;
+#[cfg(all(feature = "v4l", target_os = "linux"))]
+pub use v4l::Camera;
 
 pub use classifier::{Answer, AnsweredBy, FrameOutcome, StreamClassifier};
 pub use controller::BudgetController;
 pub use deadline::Deadline;
+pub use open::Input;
 pub use queue::Policy;
 pub use session::{BudgetReport, Event, Finished, LiveEnergy, Session, SessionConfig, Summary};
-pub use source::FrameSource;
+pub use source::{from_reader, FrameSource};

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::input::frame::{FrameFormat, FrameSize, PixelFormat};
+use crate::input::{FrameFormat, FrameSize, PixelFormat};
 use crate::stream::source::{self, FrameSource};
 
 /// Where a stream's frames come from.

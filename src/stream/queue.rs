@@ -106,10 +106,6 @@ impl FrameQueue {
         }
     }
 
-    pub fn policy(&self) -> Policy {
-        self.policy
-    }
-
     /// A panic on the other side must not take this side down with a second panic: the
     /// state is plain data and stays consistent between statements, so use it as it is.
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -6,9 +6,9 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::input::frame::Unit;
+use crate::input::Unit;
 use crate::stream::queue::{Frame, FrameQueue};
-use crate::stream::source::FrameSource;
+use crate::stream::FrameSource;
 
 /// Starts reading `source` into `queue` on a thread of its own. The thread ends at the end
 /// of input, on a read error (left in the queue), or once the consumer shuts the queue.
@@ -23,7 +23,7 @@ pub fn spawn(mut source: Box<dyn FrameSource>, queue: Arc<FrameQueue>) -> Result
 }
 
 /// The reader loop, for use on any thread.
-pub fn read_all(source: &mut dyn FrameSource, queue: &FrameQueue) {
+fn read_all(source: &mut dyn FrameSource, queue: &FrameQueue) {
     let mut index = 0u64;
     loop {
         if queue.is_shut_down() {

@@ -12,17 +12,17 @@ use std::time::{Duration, Instant};
 
 use crate::energy::{detect_system, Background, Energy};
 use crate::error::{Error, Result};
-use crate::input::frame::FrameFormat;
-use crate::runtime::cascade::Cascade;
-use crate::stream::classifier::{Answer, FrameOutcome, StreamClassifier};
-use crate::stream::controller::BudgetController;
-use crate::stream::deadline::Deadline;
+use crate::input::FrameFormat;
+use crate::runtime::Cascade;
 use crate::stream::queue::{Frame, FrameQueue, Note, Policy, Take};
 use crate::stream::reader;
-use crate::stream::source::FrameSource;
 use crate::stream::stats::StreamStats;
-use crate::tune::budget::Budget;
-use crate::tune::profile::Profile;
+use crate::stream::BudgetController;
+use crate::stream::Deadline;
+use crate::stream::FrameSource;
+use crate::stream::{Answer, FrameOutcome, StreamClassifier};
+use crate::tune::Budget;
+use crate::tune::Profile;
 
 /// How a session runs its cascade: the real-time policies, with the profile whose
 /// measured stage costs they need.

@@ -8,8 +8,8 @@ use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::input::frame::{FrameFormat, PixelFormat, Unit};
 use crate::input::mjpeg::MjpegSplitter;
+use crate::input::{FrameFormat, PixelFormat, Unit};
 
 /// A producer of frames, run on the reader thread.
 pub trait FrameSource: Send {
@@ -161,7 +161,7 @@ impl FrameSource for MjpegSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::frame::FrameSize;
+    use crate::input::FrameSize;
 
     /// A reader that hands out at most `step` bytes per read, like a pipe.
     struct Trickle {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::runtime::cascade::MAX_STAGES;
+use crate::runtime::MAX_STAGES;
 
 /// Buckets cover 1 µs to about 6 hours at 1% steps.
 const BUCKETS: usize = 2400;
@@ -43,6 +43,7 @@ impl Histogram {
         self.sum_ms += ms;
     }
 
+    #[cfg(test)]
     pub fn count(&self) -> u64 {
         self.count
     }

@@ -15,10 +15,10 @@ use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
 use crate::error::{Error, Result};
-use crate::input::frame::Unit;
-use crate::input::frame::{FrameFormat, FrameSize, PixelFormat};
+use crate::input::Unit;
+use crate::input::{FrameFormat, FrameSize, PixelFormat};
 use crate::stream::capture::{copy_frame, FilledBuffer};
-use crate::stream::source::FrameSource;
+use crate::stream::FrameSource;
 
 /// Driver buffers: enough to keep capturing while one frame is copied out.
 const BUFFERS: u32 = 4;

@@ -6,18 +6,18 @@
 //! 3. fit the threshold curve on part of the images, choose the threshold for the target,
 //!    and check it on the images held out.
 
-use crate::energy::board::Board;
+use crate::energy::Board;
 use crate::energy::{detect_system, EnergyMeter};
 use crate::error::{Error, Result};
-use crate::input::decode::RgbImage;
-use crate::runtime::cascade::CascadeBuilder;
-use crate::runtime::confidence::{Metric, Threshold};
-use crate::runtime::model::{LoadOptions, ModelSpec, Threads};
-use crate::tune::budget::{Budget, Target};
-use crate::tune::cost::{measure_stage, CostOptions};
+use crate::input::RgbImage;
+use crate::runtime::CascadeBuilder;
+use crate::runtime::{LoadOptions, ModelSpec, Threads};
+use crate::runtime::{Metric, Threshold};
 use crate::tune::curve::{self, Observation, Record, Reference};
-use crate::tune::dataset::{DataSpec, LayoutKind};
-use crate::tune::profile::{self, FitReport, HeldOut, Profile, ProfileStage};
+use crate::tune::{cpu_model, now_rfc3339, sha256_file, FitReport, HeldOut, Profile, ProfileStage};
+use crate::tune::{measure_stage, CostOptions};
+use crate::tune::{Budget, Target};
+use crate::tune::{DataSpec, LayoutKind};
 
 /// How many of the images each stage's cost is measured on: enough different pictures
 /// that no single one sets the figure, few enough to keep them all decoded in memory.
@@ -193,7 +193,7 @@ pub fn run(plan: &CalibrationPlan, mut progress: impl FnMut(Progress)) -> Result
         let model = stage.model().ok_or_else(not_loaded)?;
         stages.push(ProfileStage {
             model: stage.spec().path.clone(),
-            sha256: profile::sha256_file(&stage.spec().path)?,
+            sha256: sha256_file(&stage.spec().path)?,
             load_ms: model.load_time().as_secs_f64() * 1e3,
             latency: cost.latency,
             energy: cost.energy,
@@ -236,10 +236,10 @@ pub fn run(plan: &CalibrationPlan, mut progress: impl FnMut(Progress)) -> Result
         })
         .collect();
     let profile = Profile {
-        created: profile::now_rfc3339(),
+        created: now_rfc3339(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         board: plan.board.as_ref().map(|b| b.name.clone()),
-        cpu: profile::cpu_model(),
+        cpu: cpu_model(),
         arch: std::env::consts::ARCH.to_string(),
         threads: plan.threads.get(),
         metric: plan.metric,

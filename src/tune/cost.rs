@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use crate::energy::{idle_power, EnergyMeter, EnergyPerRun};
 use crate::error::{Error, Result};
-use crate::input::decode::RgbImage;
-use crate::runtime::stage::Stage;
-use crate::tune::latency::Latency;
+use crate::input::RgbImage;
+use crate::runtime::Stage;
+use crate::tune::Latency;
 
 /// How long to measure.
 #[derive(Debug, Clone, Copy, PartialEq)]

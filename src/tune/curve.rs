@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::tune::budget::Target;
 use crate::tune::tradeoff::{cheapest_reaching, most_accurate_within, Tradeoff};
+use crate::tune::Target;
 
 /// What one stage answered for one input, and what it cost there.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -225,7 +225,7 @@ pub fn measured_mean_cost(records: &[Record], t: f32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tune::budget::Budget;
+    use crate::tune::Budget;
 
     /// A two-stage record: stage 0 says `c0` with confidence `conf`, stage 1 says `c1`.
     fn rec(conf: f32, c0: usize, c1: usize, label: usize) -> Record {

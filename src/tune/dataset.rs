@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::input::decode::{decode_file, RgbImage};
-use crate::runtime::labels::Labels;
+use crate::input::{decode_file, RgbImage};
+use crate::runtime::Labels;
 
 /// Which labelled folder to use and how: what evaluation, calibration and benchmarking
 /// share.

@@ -4,13 +4,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::Result;
-use crate::runtime::cascade::{Cascade, Decision};
-use crate::tune::dataset::Dataset;
-use crate::tune::latency::Latency;
+use crate::runtime::{Cascade, Decision};
+use crate::tune::Dataset;
+use crate::tune::Latency;
 
 /// One evaluated image.
 #[derive(Debug, Clone)]
-pub struct Record {
+pub struct EvalRecord {
     pub path: PathBuf,
     pub label: Option<usize>,
     pub decision: Decision,
@@ -19,7 +19,7 @@ pub struct Record {
 /// The outcome of an evaluation run.
 #[derive(Debug, Clone)]
 pub struct EvalReport {
-    pub records: Vec<Record>,
+    pub records: Vec<EvalRecord>,
     /// Images that could not be decoded, with the reason; they are left out of every figure.
     pub skipped: Vec<(PathBuf, String)>,
     /// Number of stages of the evaluated cascade.
@@ -29,7 +29,7 @@ pub struct EvalReport {
 }
 
 impl EvalReport {
-    fn labelled(&self) -> impl Iterator<Item = (&Record, usize)> {
+    fn labelled(&self) -> impl Iterator<Item = (&EvalRecord, usize)> {
         self.records.iter().filter_map(|r| r.label.map(|l| (r, l)))
     }
 
@@ -47,7 +47,7 @@ impl EvalReport {
         self.accuracy(|r, l| r.decision.top.iter().any(|t| t.class == l))
     }
 
-    fn accuracy(&self, hit: impl Fn(&Record, usize) -> bool) -> Option<f64> {
+    fn accuracy(&self, hit: impl Fn(&EvalRecord, usize) -> bool) -> Option<f64> {
         let n = self.labelled_count();
         (n > 0).then(|| self.labelled().filter(|(r, l)| hit(r, *l)).count() as f64 / n as f64)
     }
@@ -106,7 +106,7 @@ pub fn evaluate(
             Ok(image) => {
                 report.decode_time += item.decode_time;
                 let decision = cascade.classify(&image)?;
-                report.records.push(Record {
+                report.records.push(EvalRecord {
                     path: item.sample.path.clone(),
                     label: item.sample.label,
                     decision,

@@ -12,12 +12,12 @@ use sha2::{Digest, Sha256};
 
 use crate::energy::EnergyPerRun;
 use crate::error::{one_line, Error, Result};
-use crate::runtime::cascade::CascadeBuilder;
-use crate::runtime::confidence::{Metric, Threshold};
-use crate::runtime::model::ModelSpec;
-use crate::tune::budget::Target;
+use crate::runtime::CascadeBuilder;
+use crate::runtime::ModelSpec;
+use crate::runtime::{Metric, Threshold};
 use crate::tune::curve::{CurvePoint, Reference};
-use crate::tune::latency::Latency;
+use crate::tune::Latency;
+use crate::tune::Target;
 
 /// A saved calibration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -235,7 +235,7 @@ fn short(hash: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tune::budget::Budget;
+    use crate::tune::Budget;
 
     fn point(t: f32) -> CurvePoint {
         CurvePoint {

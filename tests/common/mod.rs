@@ -5,8 +5,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use cascade::runtime::labels::Labels;
-use cascade::tune::dataset::Dataset;
+use cascade::runtime::Labels;
+use cascade::tune::Dataset;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -2,7 +2,7 @@
 
 use crate::common;
 
-use cascade::input::decode::{decode_file, RgbImage};
+use cascade::input::{decode_file, RgbImage};
 use cascade::{Cascade, CascadeBuilder, LoadOptions, Metric, ModelSpec, Summary, Threshold};
 
 fn images(step: usize) -> Vec<RgbImage> {

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use cascade::tune::eval::evaluate;
+use cascade::tune::evaluate;
 use cascade::{Cascade, LoadOptions, ModelSpec};
 
 /// The top-1 accuracy `models/README.md` reports for `model` in its
@@ -78,7 +78,7 @@ fn grayscale_images_are_classified() {
     )
     .unwrap();
     for s in gray {
-        let img = cascade::input::decode::decode_file(&s.path).unwrap();
+        let img = cascade::input::decode_file(&s.path).unwrap();
         assert!(c.classify(&img).unwrap().top.len() == 5);
     }
 }

@@ -306,10 +306,10 @@ fn frames_faster_than_the_cascade_keep_the_newest_and_count_drops() {
 /// and a straight curve between them.
 fn profile(dir: &Path, threshold: f32, with_energy: bool) -> PathBuf {
     use cascade::energy::EnergyPerRun;
-    use cascade::tune::budget::{Budget, Target};
     use cascade::tune::curve::{CurvePoint, Reference};
-    use cascade::tune::latency::Latency;
-    use cascade::tune::profile::{sha256_file, FitReport, Profile, ProfileStage};
+    use cascade::tune::Latency;
+    use cascade::tune::{sha256_file, FitReport, Profile, ProfileStage};
+    use cascade::tune::{Budget, Target};
     use cascade::{Metric, Threshold};
     let stage = |name: &str, ms: f64| {
         let path = common::model(name);
@@ -341,7 +341,7 @@ fn profile(dir: &Path, threshold: f32, with_energy: bool) -> PathBuf {
         expected_cost: 10.0 + 30.0 * f64::from(t),
     };
     let profile = Profile {
-        created: cascade::tune::profile::now_rfc3339(),
+        created: cascade::tune::now_rfc3339(),
         tool_version: "test".into(),
         board: None,
         cpu: "test".into(),
