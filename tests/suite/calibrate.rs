@@ -157,3 +157,81 @@ fn calibrated_profile_drives_classify_and_eval() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!((v["thresholds"][0].as_f64().unwrap() - threshold).abs() < 1e-6);
 }
+
+/// Relative `--stage` paths from the repository root and a profile written elsewhere: the
+/// profile works from any directory, and `-q` leaves stderr silent.
+#[test]
+fn a_profile_written_elsewhere_works_from_any_directory_and_quiet_is_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let profile = elsewhere.join("p.toml");
+    let d = data();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .current_dir(common::root())
+        .args(["--threads", "1", "-q", "calibrate"])
+        .args(["--stage", "models/efficientnet-lite0.onnx"])
+        .args(["--stage", "models/efficientnet-lite2.onnx"])
+        .args(["--data", &d, "--limit", "6", "--budget-ms=100000", "-o"])
+        .arg(&profile)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.is_empty(), "-q prints nothing on stderr: {stderr}");
+    let text = std::fs::read_to_string(&profile).unwrap();
+    let models: Vec<&str> = text.lines().filter(|l| l.starts_with("model = ")).collect();
+    assert_eq!(
+        models,
+        [
+            "model = \"../../../models/efficientnet-lite0.onnx\"",
+            "model = \"../../../models/efficientnet-lite2.onnx\"",
+        ]
+        .map(|l| l.replace("../../../", &relative_root(&elsewhere))),
+        "stored relative to the profile's folder"
+    );
+
+    let tench = common::sample_dir().join("n01440764_tench.JPEG");
+    for cwd in [elsewhere.clone(), dir.path().to_path_buf(), "/".into()] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
+            .current_dir(&cwd)
+            .args(["--threads", "1", "classify", "--json", "--profile"])
+            .arg(&profile)
+            .arg(&tench)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "from {}: {stderr}", cwd.display());
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["name"], "tench");
+    }
+    // A bench with -q is silent on stderr too, and still writes its files.
+    let out_dir = dir.path().join("bench");
+    let out = cascade(&[
+        "-q",
+        "bench",
+        "--profile",
+        common::arg(&profile),
+        "--data",
+        &d,
+        "--limit",
+        "3",
+        "--out",
+        common::arg(&out_dir),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{stderr}");
+    assert!(out_dir.join("bench.json").is_file());
+}
+
+/// The repository root as a path relative to `from` (both absolute).
+fn relative_root(from: &std::path::Path) -> String {
+    let depth = from.components().count() - 1;
+    let up = "../".repeat(depth);
+    let root = std::fs::canonicalize(common::root()).unwrap();
+    format!(
+        "{up}{}/",
+        root.display().to_string().trim_start_matches('/')
+    )
+}

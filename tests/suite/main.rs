@@ -9,5 +9,6 @@ mod bench;
 mod calibrate;
 mod cascade;
 mod cli;
+mod embed;
 mod models;
 mod stream;
