@@ -63,10 +63,12 @@
 //! };
 //! let input = Input::Bytes { path: "-".into(), pixel: PixelFormat::Mjpeg, size: None };
 //! let mut session = Session::start(cascade, &config, input.open()?)?;
-//! while let Event::Answered { answer, .. } | Event::Idle | Event::Dropped { .. } | Event::Skipped { .. } =
-//!     session.next(std::time::Duration::from_millis(100))?
-//! {
-//!     let _ = answer;
+//! loop {
+//!     match session.next(std::time::Duration::from_millis(100))? {
+//!         Event::Answered { index, answer, .. } => println!("frame {index}: class {}", answer.decision.class),
+//!         Event::End => break,
+//!         _ => {}
+//!     }
 //! }
 //! # Ok(()) }
 //! ```

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use cascade::energy::Board;
 use cascade::tune::calibrate::{self, CalibrationPlan, Progress, DEFAULT_HOLDOUT};
-use cascade::tune::curve::{self, CurvePoint, Reference};
+use cascade::tune::curve;
 use cascade::tune::{Budget, Target};
 use cascade::{Metric, ModelSpec, Threads};
 
@@ -98,89 +98,11 @@ pub fn run(args: CalibrateArgs, threads: Threads) -> CliResult<ExitCode> {
     c.profile.save(&args.output)?;
     curve::write_csv(&c.profile.curve, &csv_path)?;
 
-    let (p, fit) = (&c.profile, &c.profile.calibration);
-    print_curve(&p.curve, &fit.fit, c.unit)?;
-    let accuracy = match fit.reference {
-        Reference::Labels => "accuracy",
-        Reference::LastStageAgreement => "agreement with last stage",
-    };
-    let unit = c.unit;
-    line(&format!(
-        "chosen     threshold {:.4} ({} >= it exits) for {}",
-        p.threshold.get(),
-        p.metric,
-        fit.target
-    ))?;
-    line(&format!(
-        "fit        {} inputs: {accuracy} {:.1}%, deferred {:.1}%, expected cost {:.2} {unit}",
-        fit.fit_inputs,
-        100.0 * fit.fit.accuracy,
-        100.0 * fit.fit.deferral,
-        fit.fit.expected_cost
-    ))?;
-    if let Some(h) = &fit.holdout {
-        line(&format!(
-            "held out   {} inputs: {accuracy} {:.1}%, deferred {:.1}%, expected cost {:.2} {unit}, measured mean latency {:.2} ms",
-            fit.holdout_inputs,
-            100.0 * h.point.accuracy,
-            100.0 * h.point.deferral,
-            h.point.expected_cost,
-            h.measured_mean_ms
-        ))?;
-    }
-    for a in &c.last_alone {
-        line(&format!(
-            "last alone {}: {accuracy} {:.1}%, measured mean latency {:.2} ms",
-            a.part,
-            100.0 * a.accuracy,
-            a.mean_ms
-        ))?;
-    }
-    for (i, s) in p.stages.iter().enumerate() {
-        let energy = s.energy.as_ref().map_or(String::new(), |e| {
-            let est = if e.estimate { ", estimate" } else { "" };
-            format!(
-                ", {:.1} mJ ({:.1} above idle; {}{est})",
-                e.total_mj, e.above_idle_mj, e.meter
-            )
-        });
-        line(&format!(
-            "stage {i}    {}: {:.2} ms mean, {:.2} median, {:.2} p95 over {} runs{energy}",
-            s.model.display(),
-            s.latency.mean_ms,
-            s.latency.p50_ms,
-            s.latency.p95_ms,
-            s.latency.count
-        ))?;
-    }
+    line(c.report().trim_end())?;
     status(&format!(
         "wrote      {} and {}",
         args.output.display(),
         csv_path.display()
     ));
     Ok(ExitCode::SUCCESS)
-}
-
-/// A readable excerpt of the curve: about 15 evenly spaced rows plus the chosen one.
-fn print_curve(curve: &[CurvePoint], chosen: &CurvePoint, unit: &str) -> CliResult<()> {
-    let cost = format!("cost ({unit})");
-    line(&format!(
-        "{:>10}  {:>8}  {:>8}  {cost:>12}",
-        "threshold", "accuracy", "deferred"
-    ))?;
-    let step = (curve.len() / 15).max(1);
-    for (i, p) in curve.iter().enumerate() {
-        let is_chosen = p.threshold == chosen.threshold;
-        if i % step == 0 || i + 1 == curve.len() || is_chosen {
-            line(&format!(
-                "{:>10.4}  {:>7.1}%  {:>7.1}%  {:>12.2}{}",
-                p.threshold,
-                100.0 * p.accuracy,
-                100.0 * p.deferral,
-                p.expected_cost,
-                if is_chosen { "  <- chosen" } else { "" }
-            ))?;
-        }
-    }
-    Ok(())
 }

@@ -41,11 +41,6 @@ pub fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// A share as a percentage, or `n/a`.
-pub fn pct(v: Option<f64>) -> String {
-    v.map_or("n/a".into(), |v| format!("{:.1}%", 100.0 * v))
-}
-
 /// A decision as JSON, with class names and each executed stage's model and timings.
 pub fn decision_json(cascade: &Cascade, d: &Decision) -> Value {
     let labels = cascade.labels();

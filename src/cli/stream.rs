@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use cascade::input::{FrameSize, PixelFormat};
 use cascade::stream::Input;
 use cascade::stream::{
-    Answer, AnsweredBy, Event, LiveEnergy, Policy, Session, SessionConfig, StreamClassifier,
-    Summary,
+    Answer, AnsweredBy, Event, Policy, Session, SessionConfig, StreamClassifier, Summary,
 };
 use cascade::tune::Budget;
 use cascade::Cascade;
@@ -171,32 +170,12 @@ pub fn run(args: StreamArgs) -> CliResult<ExitCode> {
     let with_deadline = session.classifier().deadline().is_some();
     let finished = session.finish();
     if report {
-        eprint!("{}", summary_lines(&finished.summary, with_deadline));
+        eprint!("{}", finished.summary.text(with_deadline));
         if let Some(live) = &finished.live_energy {
-            eprint!("{}", live_energy_text(live, &finished.summary));
+            eprint!("{}", live.text(&finished.summary));
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The live meter's figures for the whole stream, idle power included.
-fn live_energy_text(live: &LiveEnergy, s: &Summary) -> String {
-    let e = live.energy;
-    let per_frame = if s.classified > 0 {
-        format!(
-            ", {:.1} mJ per classified frame",
-            1e3 * e.joules / s.classified as f64
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        "  energy measured by {}: {:.2} J over {:.1} s ({:.2} W mean, idle included){per_frame}\n",
-        live.meter,
-        e.joules,
-        e.seconds,
-        e.watts()
-    )
 }
 
 /// Set on Ctrl-C; the loop then stops and prints the summary.
@@ -258,53 +237,5 @@ fn answered_text(
 
 /// The statistics block printed on stderr every few seconds.
 fn summary_text(s: &Summary, classifier: &StreamClassifier) -> String {
-    summary_lines(s, classifier.deadline().is_some())
-}
-
-/// The statistics block; `with_deadline` adds the count of frames answered early.
-fn summary_lines(s: &Summary, with_deadline: bool) -> String {
-    let mut out = format!(
-        "stream: {:.1} s, {} frames in ({:.1} fps), {} classified ({:.1} fps), {} dropped, {} skipped\n",
-        s.elapsed.as_secs_f64(),
-        s.frames_in,
-        s.input_fps,
-        s.classified,
-        s.fps,
-        s.dropped,
-        s.skipped
-    );
-    if s.classified == 0 {
-        return out;
-    }
-    if s.exit_shares.len() > 1 {
-        let shares: Vec<String> = s
-            .exit_shares
-            .iter()
-            .enumerate()
-            .map(|(i, share)| format!("stage {i} {:.1}%", 100.0 * share))
-            .collect();
-        out += &format!("  exits: {}", shares.join(", "));
-        if with_deadline {
-            out += &format!("; {} answered early for the deadline", s.cut_short);
-        }
-        out.push('\n');
-    }
-    out += &format!(
-        "  latency: mean {:.1} ms, p95 {:.1} ms; arrival to answer: mean {:.1} ms, p95 {:.1} ms\n",
-        s.mean_ms, s.p95_ms, s.mean_age_ms, s.p95_age_ms
-    );
-    if let Some(b) = s.budget {
-        let (limit, unit) = (b.budget.value(), b.budget.unit());
-        out += &format!(
-            "  budget: running mean {:.2} {unit} per frame against {limit:.2} {unit} ({:+.1}%), recent {:.2} {unit}, threshold {:.3}\n",
-            b.running_mean,
-            100.0 * (b.running_mean / limit - 1.0),
-            b.recent_mean,
-            b.threshold
-        );
-    }
-    if let Some(e) = s.mean_energy_mj {
-        out += &format!("  energy: mean {e:.1} mJ per frame (the profile's per-stage figures)\n");
-    }
-    out
+    s.text(classifier.deadline().is_some())
 }

@@ -23,6 +23,7 @@ mod deadline;
 mod open;
 pub(crate) mod queue;
 pub(crate) mod reader;
+mod report;
 mod session;
 mod source;
 pub(crate) mod stats;

@@ -7,13 +7,15 @@
 //!    and check it on the images held out.
 
 use crate::energy::Board;
+use std::fmt::Write as _;
+
 use crate::energy::{detect_system, EnergyMeter};
 use crate::error::{Error, Result};
 use crate::input::RgbImage;
 use crate::runtime::CascadeBuilder;
 use crate::runtime::{LoadOptions, ModelSpec, Threads};
 use crate::runtime::{Metric, Threshold};
-use crate::tune::curve::{self, Observation, Record, Reference};
+use crate::tune::curve::{self, CurvePoint, Observation, Record, Reference};
 use crate::tune::{cpu_model, now_rfc3339, sha256_file, FitReport, HeldOut, Profile, ProfileStage};
 use crate::tune::{measure_stage, CostOptions};
 use crate::tune::{Budget, Target};
@@ -263,6 +265,102 @@ pub fn run(plan: &CalibrationPlan, mut progress: impl FnMut(Progress)) -> Result
         last_alone,
         skipped,
     })
+}
+
+impl Calibration {
+    /// The calibration for people: an excerpt of the curve with the chosen point, the
+    /// chosen threshold on the fitted and the held-out images, the last stage alone, and
+    /// what each stage measured.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let (p, fit) = (&self.profile, &self.profile.calibration);
+        curve_excerpt(&mut out, &p.curve, &fit.fit, self.unit);
+        let accuracy = match fit.reference {
+            Reference::Labels => "accuracy",
+            Reference::LastStageAgreement => "agreement with last stage",
+        };
+        let unit = self.unit;
+        let _ = writeln!(
+            out,
+            "chosen     threshold {:.4} ({} >= it exits) for {}",
+            p.threshold.get(),
+            p.metric,
+            fit.target
+        );
+        let _ = writeln!(
+            out,
+            "fit        {} inputs: {accuracy} {:.1}%, deferred {:.1}%, expected cost {:.2} {unit}",
+            fit.fit_inputs,
+            100.0 * fit.fit.accuracy,
+            100.0 * fit.fit.deferral,
+            fit.fit.expected_cost
+        );
+        if let Some(h) = &fit.holdout {
+            let _ = writeln!(
+                out,
+                "held out   {} inputs: {accuracy} {:.1}%, deferred {:.1}%, expected cost {:.2} {unit}, measured mean latency {:.2} ms",
+                fit.holdout_inputs,
+                100.0 * h.point.accuracy,
+                100.0 * h.point.deferral,
+                h.point.expected_cost,
+                h.measured_mean_ms
+            );
+        }
+        for a in &self.last_alone {
+            let _ = writeln!(
+                out,
+                "last alone {}: {accuracy} {:.1}%, measured mean latency {:.2} ms",
+                a.part,
+                100.0 * a.accuracy,
+                a.mean_ms
+            );
+        }
+        for (i, s) in p.stages.iter().enumerate() {
+            let energy = s.energy.as_ref().map_or(String::new(), |e| {
+                let est = if e.estimate { ", estimate" } else { "" };
+                format!(
+                    ", {:.1} mJ ({:.1} above idle; {}{est})",
+                    e.total_mj, e.above_idle_mj, e.meter
+                )
+            });
+            let _ = writeln!(
+                out,
+                "stage {i}    {}: {:.2} ms mean, {:.2} median, {:.2} p95 over {} runs{energy}",
+                s.model.display(),
+                s.latency.mean_ms,
+                s.latency.p50_ms,
+                s.latency.p95_ms,
+                s.latency.count
+            );
+        }
+        out
+    }
+}
+
+/// A readable excerpt of the curve: about 15 evenly spaced rows plus the chosen one.
+fn curve_excerpt(out: &mut String, curve: &[CurvePoint], chosen: &CurvePoint, unit: &str) {
+    let cost = format!("cost ({unit})");
+    let _ = writeln!(
+        out,
+        "{:>10}  {:>8}  {:>8}  {cost:>12}",
+        "threshold", "accuracy", "deferred"
+    );
+    let step = (curve.len() / 15).max(1);
+    for (i, p) in curve.iter().enumerate() {
+        let is_chosen = p.threshold == chosen.threshold;
+        if i % step == 0 || i + 1 == curve.len() || is_chosen {
+            let _ = writeln!(
+                out,
+                "{:>10.4}  {:>7.1}%  {:>7.1}%  {:>12.2}{}",
+                p.threshold,
+                100.0 * p.accuracy,
+                100.0 * p.deferral,
+                p.expected_cost,
+                if is_chosen { "  <- chosen" } else { "" }
+            );
+        }
+    }
 }
 
 /// Splits `n` inputs into a fitting set and a held-out set holding `fraction` of them,

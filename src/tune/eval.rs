@@ -1,10 +1,12 @@
 //! Accuracy and latency of a cascade (or a single model) over a labelled data folder.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::Serialize;
+
 use crate::error::Result;
-use crate::runtime::{Cascade, Decision};
+use crate::runtime::{Cascade, Decision, Metric, Threads};
 use crate::tune::Dataset;
 use crate::tune::Latency;
 
@@ -85,6 +87,111 @@ impl EvalReport {
                     .filter_map(|s| s.load.map(|l| (s.stage, l)))
             })
             .collect()
+    }
+}
+
+/// An evaluation's figures, as `eval` reports them (JSON for scripts, [`EvalSummary::text`]
+/// for people).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalSummary {
+    pub models: Vec<String>,
+    /// The exit threshold of each exit (none for a single model).
+    pub thresholds: Vec<f32>,
+    pub metric: Metric,
+    pub threads: usize,
+    pub data: String,
+    pub images: usize,
+    pub labelled: usize,
+    pub skipped: usize,
+    pub top1: Option<f64>,
+    pub top5: Option<f64>,
+    pub exit_shares: Vec<f64>,
+    /// Preprocessing plus inference per image, loads excluded.
+    pub latency_ms: Latency,
+    pub decode_ms_mean: f64,
+    /// Stages loaded during the run, and how long each load took.
+    pub loads: Vec<Load>,
+}
+
+/// A stage loaded during an evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Load {
+    pub stage: usize,
+    pub load_ms: f64,
+}
+
+impl EvalReport {
+    /// The figures of this run of `cascade` over the folder `data` on `threads` threads.
+    pub fn summary(&self, cascade: &Cascade, threads: Threads, data: &Path) -> EvalSummary {
+        EvalSummary {
+            models: cascade
+                .stages()
+                .iter()
+                .map(|s| s.spec().path.display().to_string())
+                .collect(),
+            thresholds: cascade.rules().iter().map(|r| r.threshold.get()).collect(),
+            metric: cascade.metric(),
+            threads: threads.get(),
+            data: data.display().to_string(),
+            images: self.records.len(),
+            labelled: self.labelled_count(),
+            skipped: self.skipped.len(),
+            top1: self.top1(),
+            top5: self.top5(),
+            exit_shares: self.exit_shares(),
+            latency_ms: self.latency(),
+            decode_ms_mean: self.decode_time.as_secs_f64() * 1e3 / self.records.len().max(1) as f64,
+            loads: self
+                .loads()
+                .into_iter()
+                .map(|(stage, t)| Load {
+                    stage,
+                    load_ms: t.as_secs_f64() * 1e3,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl EvalSummary {
+    /// The figures for people, one line each.
+    pub fn text(&self) -> String {
+        let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
+        let mut out = format!("models     {}\n", self.models.join(" -> "));
+        if !self.thresholds.is_empty() {
+            let t: Vec<String> = self.thresholds.iter().map(f32::to_string).collect();
+            out += &format!("exit rule  {} >= {}\n", self.metric, t.join(", "));
+        }
+        out += &format!(
+            "images     {} ({} labelled, {} skipped), {} thread(s)\n",
+            self.images, self.labelled, self.skipped, self.threads
+        );
+        out += &format!(
+            "top-1      {}\ntop-5      {}\n",
+            pct(self.top1),
+            pct(self.top5)
+        );
+        if self.exit_shares.len() > 1 {
+            let s: Vec<String> = self
+                .exit_shares
+                .iter()
+                .enumerate()
+                .map(|(i, v)| format!("stage {i}: {:.1}%", 100.0 * v))
+                .collect();
+            out += &format!("exits      {}\n", s.join(", "));
+        }
+        let l = &self.latency_ms;
+        out += &format!(
+            "latency    mean {:.2} ms, median {:.2} ms, p95 {:.2} ms per image (preprocess + inference)\n",
+            l.mean_ms, l.p50_ms, l.p95_ms
+        );
+        for load in &self.loads {
+            out += &format!(
+                "load       stage {} loaded during the run in {:.0} ms (not in latency)\n",
+                load.stage, load.load_ms
+            );
+        }
+        out
     }
 }
 

@@ -29,6 +29,6 @@ pub use calibrate::{Calibration, CalibrationPlan};
 pub use cost::{measure_stage, CostOptions, StageCost};
 pub use curve::{CurvePoint, Reference};
 pub use dataset::{DataSpec, Dataset, Decoded, LayoutKind, Sample};
-pub use eval::{evaluate, EvalRecord, EvalReport};
+pub use eval::{evaluate, EvalRecord, EvalReport, EvalSummary, Load};
 pub use latency::Latency;
 pub use profile::{cpu_model, now_rfc3339, sha256_file, FitReport, HeldOut, Profile, ProfileStage};
