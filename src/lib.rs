@@ -16,7 +16,7 @@
 //! ```
 //!
 //! Each layer uses only the ones above it: [`runtime`] knows no file but models and their
-//! manifests, [`stream`], [`tune`] and [`bench`] use [`runtime`] and never the other way
+//! manifests, [`stream`], [`tune`] and [`bench`](mod@bench) use [`runtime`] and never the other way
 //! round, and only [`tune`]'s profile knows the profile's file format. The `cascade`
 //! binary is a thin command line over these modules: each command parses its arguments,
 //! makes one library call and prints.

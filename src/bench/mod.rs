@@ -1,10 +1,11 @@
 //! Benchmarking: the cascade against each of its models, measured in one run on the same
 //! decoded images, and the report that says where the cascade stands.
 //!
-//! - [`measure`]: running each configuration (accuracy, latency, energy, exits, memory);
-//! - [`compare`]: the report's arithmetic (curve, Pareto front, saving against the large
-//!   model), on one cost axis at a time;
-//! - [`export`] and [`plot`]: Markdown, JSON, CSV and SVG.
+//! - [`run`] measures each configuration ([`Figures`]: accuracy, latency, energy, exits,
+//!   load times) and the process's [`Memory`] on the way;
+//! - [`Axis`] and [`Comparison`]: the report's arithmetic (curve, Pareto front, saving
+//!   against the large model), on one cost axis at a time;
+//! - [`Report::markdown`] and [`Report::write_files`]: Markdown, JSON, CSV and SVG.
 
 mod compare;
 mod export;

@@ -36,9 +36,9 @@ impl Background {
                     Ok(())
                 })
             })
-            .map_err(|e| Error::Meter {
-                meter: name.clone(),
-                reason: format!("cannot start the metering thread: {e}"),
+            .map_err(|source| Error::Thread {
+                what: "energy meter",
+                source,
             })?;
         Ok(Background {
             name,

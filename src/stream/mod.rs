@@ -7,13 +7,13 @@
 //!                                                          `-- controller: move threshold
 //! ```
 //!
-//! - [`source`]: frames from a byte stream (raw formats, MJPEG via [`mjpeg`]) or a camera
-//!   (`v4l`, feature `v4l`; its buffers become frames in [`capture`]).
-//! - [`queue`]: the one-frame slot between the reader and the classifier.
-//! - [`classifier`]: one frame's bytes to one answer (the library core).
-//! - [`deadline`] and [`controller`]: the two real-time policies.
-//! - [`session`]: the whole stream, set up from a [`SessionConfig`] and pulled one
-//!   [`Event`] at a time; [`stats`] counts it.
+//! - [`Input`] opens a [`FrameSource`]: frames from a byte stream (raw formats, or MJPEG
+//!   cut at JPEG boundaries) or a V4L2 camera (feature `v4l`); a reader thread pulls them;
+//! - the queue between the reader and the classifier holds one frame ([`Policy`]);
+//! - [`StreamClassifier`]: one frame's bytes to one [`Answer`], with the two real-time
+//!   policies, the per-frame [`Deadline`] and the [`BudgetController`];
+//! - [`Session`]: the whole stream, started from a [`SessionConfig`] and pulled one
+//!   [`Event`] at a time, with running statistics ([`Summary`]).
 
 #[cfg(any(test, all(feature = "v4l", target_os = "linux")))]
 pub(crate) mod capture;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::input::{FrameFormat, FrameSize, PixelFormat};
 use crate::stream::source::{self, FrameSource};
 
@@ -62,7 +62,7 @@ fn open_camera(
     _: Option<PixelFormat>,
     _: Option<FrameSize>,
 ) -> Result<Box<dyn FrameSource>> {
-    Err(Error::InvalidArgument(format!(
+    Err(crate::Error::InvalidArgument(format!(
         "--device {}: this build has no camera support (build on Linux with `--features v4l`), \
          or pipe frames in: rpicam-vid -t 0 --codec mjpeg -o - | cascade stream --pix-fmt mjpeg ...",
         device.display()
