@@ -94,15 +94,6 @@ impl Error {
             source,
         }
     }
-
-    /// A failure of the csv crate writing `path`: a failed write, or (never for the
-    /// records this library writes) a record it cannot encode.
-    pub(crate) fn csv(path: &Path, e: csv::Error) -> Self {
-        match e.into_kind() {
-            csv::ErrorKind::Io(io) => Error::write(path, io),
-            other => Error::Internal(format!("{}: cannot encode CSV: {other:?}", path.display())),
-        }
-    }
 }
 
 /// Folds an error chain (tract's are `anyhow` chains) into one line.

@@ -77,6 +77,7 @@ pub mod bench;
 pub mod energy;
 mod error;
 pub mod input;
+pub mod output;
 pub mod runtime;
 pub mod stream;
 pub mod tune;

@@ -8,6 +8,7 @@ use crate::bench::plot::AccuracyVsCost;
 use crate::bench::Report;
 use crate::bench::{Axis, Cost};
 use crate::error::{Error, Result};
+use crate::output::atomically;
 
 fn pct(v: Option<f64>) -> String {
     v.map_or("n/a".into(), |v| format!("{:.1}%", 100.0 * v))
@@ -117,7 +118,7 @@ impl Report {
         let json = dir.join("bench.json");
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| Error::Internal(format!("the report does not encode as JSON: {e}")))?;
-        std::fs::write(&json, text).map_err(|e| Error::write(&json, e))?;
+        atomically(&json, |w| w.write_all(text.as_bytes()))?;
         written.push(json);
         written.push(self.configs_csv(&dir.join("bench.csv"))?);
         written.push(self.curve_csv(&dir.join("curve.csv"))?);
@@ -128,74 +129,73 @@ impl Report {
     }
 
     fn configs_csv(&self, path: &Path) -> Result<PathBuf> {
-        let mut w = csv::Writer::from_path(path).map_err(|e| Error::csv(path, e))?;
-        let fail = |e: csv::Error| Error::csv(path, e);
-        w.write_record([
-            "config",
-            "images",
-            "top1",
-            "top5",
-            "mean_ms",
-            "p50_ms",
-            "p95_ms",
-            "p99_ms",
-            "throughput_ips",
-            "energy_mj",
-            "energy_above_idle_mj",
-            "meter",
-            "exit_shares",
-            "load_ms",
-        ])
-        .map_err(fail)?;
-        let opt =
-            |v: Option<f64>, digits: usize| v.map_or(String::new(), |v| format!("{v:.digits$}"));
-        for f in &self.result.configs {
-            let e = f.energy.as_ref();
-            let l = &f.latency;
+        atomically(path, |out| {
+            let mut w = csv::Writer::from_writer(out);
             w.write_record([
-                f.name.clone(),
-                f.images.to_string(),
-                opt(f.top1, 4),
-                opt(f.top5, 4),
-                format!("{:.3}", l.mean_ms),
-                format!("{:.3}", l.p50_ms),
-                format!("{:.3}", l.p95_ms),
-                format!("{:.3}", l.p99_ms),
-                format!("{:.3}", f.throughput),
-                opt(e.map(|e| e.total_mj), 3),
-                opt(e.map(|e| e.above_idle_mj), 3),
-                e.map_or(String::new(), |e| e.meter.clone()),
-                joined(&f.exit_shares, |s| format!("{s:.4}"), ";"),
-                joined(&f.load_ms, |s| format!("{s:.1}"), ";"),
-            ])
-            .map_err(fail)?;
-        }
-        w.flush().map_err(|e| Error::write(path, e))?;
+                "config",
+                "images",
+                "top1",
+                "top5",
+                "mean_ms",
+                "p50_ms",
+                "p95_ms",
+                "p99_ms",
+                "throughput_ips",
+                "energy_mj",
+                "energy_above_idle_mj",
+                "meter",
+                "exit_shares",
+                "load_ms",
+            ])?;
+            let opt = |v: Option<f64>, digits: usize| {
+                v.map_or(String::new(), |v| format!("{v:.digits$}"))
+            };
+            for f in &self.result.configs {
+                let e = f.energy.as_ref();
+                let l = &f.latency;
+                w.write_record([
+                    f.name.clone(),
+                    f.images.to_string(),
+                    opt(f.top1, 4),
+                    opt(f.top5, 4),
+                    format!("{:.3}", l.mean_ms),
+                    format!("{:.3}", l.p50_ms),
+                    format!("{:.3}", l.p95_ms),
+                    format!("{:.3}", l.p99_ms),
+                    format!("{:.3}", f.throughput),
+                    opt(e.map(|e| e.total_mj), 3),
+                    opt(e.map(|e| e.above_idle_mj), 3),
+                    e.map_or(String::new(), |e| e.meter.clone()),
+                    joined(&f.exit_shares, |s| format!("{s:.4}"), ";"),
+                    joined(&f.load_ms, |s| format!("{s:.1}"), ";"),
+                ])?;
+            }
+            w.flush()
+        })?;
         Ok(path.to_path_buf())
     }
 
     fn curve_csv(&self, path: &Path) -> Result<PathBuf> {
-        let mut w = csv::Writer::from_path(path).map_err(|e| Error::csv(path, e))?;
-        let fail = |e: csv::Error| Error::csv(path, e);
-        w.write_record([
-            "threshold",
-            "accuracy",
-            "deferral",
-            "latency_ms",
-            "energy_mj",
-        ])
-        .map_err(fail)?;
-        for c in &self.result.curve {
+        atomically(path, |out| {
+            let mut w = csv::Writer::from_writer(out);
             w.write_record([
-                c.threshold.to_string(),
-                format!("{:.6}", c.accuracy),
-                format!("{:.6}", c.deferral),
-                format!("{:.4}", c.latency_ms),
-                c.energy_mj.map_or(String::new(), |e| format!("{e:.4}")),
-            ])
-            .map_err(fail)?;
-        }
-        w.flush().map_err(|e| Error::write(path, e))?;
+                "threshold",
+                "accuracy",
+                "deferral",
+                "latency_ms",
+                "energy_mj",
+            ])?;
+            for c in &self.result.curve {
+                w.write_record([
+                    c.threshold.to_string(),
+                    format!("{:.6}", c.accuracy),
+                    format!("{:.6}", c.deferral),
+                    format!("{:.4}", c.latency_ms),
+                    c.energy_mj.map_or(String::new(), |e| format!("{e:.4}")),
+                ])?;
+            }
+            w.flush()
+        })?;
         Ok(path.to_path_buf())
     }
 
@@ -229,14 +229,19 @@ impl Report {
             }
         };
         let path = dir.join(file);
-        AccuracyVsCost {
+        let svg = AccuracyVsCost {
             title: &title,
             cost_label,
             curve: &axis.curve,
             measured: &axis.measured,
             highlight: "cascade",
         }
-        .write_svg(&path)?;
+        .svg()
+        .map_err(|reason| Error::Plot {
+            path: path.clone(),
+            reason,
+        })?;
+        atomically(&path, |w| w.write_all(svg.as_bytes()))?;
         Ok(path)
     }
 }

@@ -1,12 +1,9 @@
 //! SVG plots of a benchmark: accuracy against cost, with the cascade's threshold curve as
 //! a line and every measured configuration as a labelled point.
 
-use std::path::Path;
-
 use plotters::prelude::*;
 
 use crate::bench::Point;
-use crate::error::{Error, Result};
 
 /// An `accuracy (%) vs cost` plot: `curve` as a line, every `measured` point as a labelled
 /// dot, the one named `highlight` (the cascade) in red.
@@ -21,15 +18,14 @@ pub struct AccuracyVsCost<'a> {
 }
 
 impl AccuracyVsCost<'_> {
-    /// Writes the plot to `path` as SVG.
-    pub fn write_svg(&self, path: &Path) -> Result<()> {
-        self.draw(path).map_err(|e| Error::Plot {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+    /// The plot as an SVG document.
+    pub fn svg(&self) -> std::result::Result<String, String> {
+        let mut svg = String::new();
+        self.draw(&mut svg).map_err(|e| e.to_string())?;
+        Ok(svg)
     }
 
-    fn draw(&self, path: &Path) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    fn draw(&self, svg: &mut String) -> std::result::Result<(), Box<dyn std::error::Error + '_>> {
         let AccuracyVsCost {
             title,
             cost_label,
@@ -44,7 +40,7 @@ impl AccuracyVsCost<'_> {
         let x_pad = (x_max - x_min).max(1e-6) * 0.08;
         let y_pad = (y_max - y_min).max(1e-6) * 0.15;
 
-        let root = SVGBackend::new(path, (800, 560)).into_drawing_area();
+        let root = SVGBackend::with_string(svg, (800, 560)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 22))

@@ -32,6 +32,7 @@ pub fn run(args: BenchArgs, threads: Threads) -> CliResult<ExitCode> {
         threads,
         ..BenchPlan::new(cascade, args.data.spec())
     };
+    cascade::output::check_writable_dir(&args.out)?;
     status(&format!(
         "measuring {} models alone and the cascade",
         plan.cascade.stages.len()

@@ -76,6 +76,13 @@ pub fn run(args: CalibrateArgs, threads: Threads) -> CliResult<ExitCode> {
             target,
         )
     };
+    // Before an hour of measuring, not after it.
+    let csv_path = args
+        .csv
+        .clone()
+        .unwrap_or_else(|| args.output.with_extension("csv"));
+    cascade::output::check_writable(&args.output)?;
+    cascade::output::check_writable(&csv_path)?;
     let bar = progress_bar(0);
     let c = calibrate::run(&plan, |p| match p {
         Progress::Observing { done, total } => {
@@ -91,10 +98,6 @@ pub fn run(args: CalibrateArgs, threads: Threads) -> CliResult<ExitCode> {
     bar.finish_and_clear();
 
     // Files first: a closed stdout must not cost the user the profile.
-    let csv_path = args
-        .csv
-        .clone()
-        .unwrap_or_else(|| args.output.with_extension("csv"));
     c.profile.save(&args.output)?;
     curve::write_csv(&c.profile.curve, &csv_path)?;
 

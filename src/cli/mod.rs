@@ -33,6 +33,10 @@ pub struct Args {
     /// Only errors on stderr: no progress, no "wrote ..." lines.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Memory the process may use, in MB; images and frames whose decoded pixels would
+    /// take more than a quarter of it are refused [default: half of the machine's memory].
+    #[arg(long, global = true, value_name = "MB")]
+    pub max_memory_mb: Option<u64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -214,6 +218,9 @@ pub fn init_logger(verbose: u8, quiet: bool) {
 
 /// Runs a parsed command; `Ok` carries the exit code (non-zero when some input failed).
 pub fn run(args: Args) -> CliResult<ExitCode> {
+    if let Some(mb) = args.max_memory_mb {
+        cascade::input::MemoryBudget::from_mb(mb)?.apply();
+    }
     match args.command {
         Command::Classify(c) => classify::run(c),
         Command::Eval(e) => eval::run(e, args.threads),

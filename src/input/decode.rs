@@ -9,7 +9,7 @@ use std::path::Path;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
 use crate::error::{Error, Result};
-use crate::input::jpeg;
+use crate::input::{jpeg, limits};
 
 /// A decoded image: 8-bit RGB, row-major, interleaved.
 pub type RgbImage = image::RgbImage;
@@ -25,9 +25,10 @@ pub fn decode_file(path: &Path) -> Result<RgbImage> {
 
 /// Decodes an encoded image held in memory (JPEG or PNG).
 pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
-    let reader = ImageReader::new(Cursor::new(bytes))
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
+    reader.limits(limits::image_limits());
     match reader.format() {
         None => return Err("unknown image format (JPEG and PNG are supported)".into()),
         // The JPEG decoder fills a cut-off scan with grey instead of failing, which would
@@ -36,6 +37,9 @@ pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
         Some(_) => {}
     }
     let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    // From the header, before the decoder allocates the image.
+    let (width, height) = decoder.dimensions();
+    limits::check(u64::from(width), u64::from(height))?;
     let orientation = decoder.orientation().map_err(|e| e.to_string())?;
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
     image.apply_orientation(orientation);
@@ -95,6 +99,16 @@ mod tests {
         rgba.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
             .unwrap();
         assert_eq!(decode_bytes(&png).unwrap().get_pixel(0, 0).0, [10, 20, 30]);
+    }
+
+    #[test]
+    fn a_header_declaring_a_huge_image_is_refused_before_decoding() {
+        let mut bytes = jpeg(16, 8);
+        // The baseline frame header (FF C0, length, precision) holds height then width.
+        let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        bytes[sof + 5..sof + 9].copy_from_slice(&[0xFD, 0xE8, 0xFD, 0xE8]); // 65000 x 65000
+        let err = decode_bytes(&bytes).unwrap_err();
+        assert!(err.contains("65000x65000 pixels is more than"), "{err}");
     }
 
     #[test]

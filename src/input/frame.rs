@@ -96,7 +96,7 @@ impl FrameSize {
                 "frame size {width}x{height} has no pixels"
             )));
         }
-        // Keeps every byte count below well within usize even on 32-bit boards.
+        // Keeps every byte count well within usize even on 32-bit boards.
         if u64::from(width) * u64::from(height) > 1 << 28 {
             return Err(Error::InvalidArgument(format!(
                 "frame size {width}x{height} is larger than any camera frame"
@@ -143,10 +143,14 @@ impl FrameFormat {
             (PixelFormat::Yuyv, Some(s)) if s.width % 2 == 1 => Err(Error::InvalidArgument(
                 format!("yuyv frames have an even width (pixel pairs share U and V), got {s}"),
             )),
-            (_, Some(s)) => Ok(FrameFormat {
-                pixel,
-                size: Some(s),
-            }),
+            (_, Some(s)) => {
+                crate::input::limits::check(u64::from(s.width), u64::from(s.height))
+                    .map_err(|reason| Error::InvalidArgument(format!("frame size {reason}")))?;
+                Ok(FrameFormat {
+                    pixel,
+                    size: Some(s),
+                })
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! Input: bytes from a file, a pipe or a camera become 8-bit RGB images.
 //!
-//! - [`decode_file`], [`decode_bytes`]: JPEG and PNG files, EXIF orientation applied;
+//! - [`decode_file`], [`decode_bytes`]: JPEG and PNG files, EXIF orientation applied,
+//!   never larger than the process's [`MemoryBudget`] allows;
 //! - [`FrameFormat`]: how a stream's frames are encoded (raw RGB/YUV, or MJPEG), and the
 //!   converter from a frame's bytes to RGB (BT.601 YUV);
 //! - the JPEG marker walk behind both the decoder's completeness check and the MJPEG
@@ -9,8 +10,10 @@
 mod decode;
 mod frame;
 pub(crate) mod jpeg;
+mod limits;
 pub(crate) mod mjpeg;
 
 pub use decode::{decode_bytes, decode_file, RgbImage};
 pub(crate) use frame::FrameConverter;
 pub use frame::{FrameFormat, FrameSize, PixelFormat, Unit};
+pub use limits::MemoryBudget;

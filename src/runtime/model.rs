@@ -278,6 +278,13 @@ impl Model {
         for (dst, src) in self.logits.iter_mut().zip(view.iter()) {
             *dst = *src;
         }
+        // A NaN or infinite logit makes every probability meaningless (an infinity turns
+        // the softmax into NaN): an error naming the model, never a silent answer.
+        if let Some((class, v)) = self.logits.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(fail(&format!(
+                "its output is not finite (logit {class} is {v}); the model file may be corrupt"
+            )));
+        }
         Ok(&self.logits)
     }
 
@@ -329,10 +336,22 @@ impl Threads {
     /// One thread: the deterministic, lightest setting.
     pub const ONE: Threads = Threads(std::num::NonZeroUsize::MIN);
 
+    /// Most threads per core: more only adds switching (and `--threads 100000` would
+    /// spawn that many threads).
+    pub const MAX_PER_CORE: usize = 4;
+
+    /// `n` threads, at least 1 and at most [`Threads::MAX_PER_CORE`] per core of this
+    /// machine.
     pub fn new(n: usize) -> Result<Self> {
-        std::num::NonZeroUsize::new(n)
-            .map(Threads)
-            .ok_or_else(|| Error::InvalidArgument("--threads must be at least 1".into()))
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let max = Self::MAX_PER_CORE * cores;
+        match std::num::NonZeroUsize::new(n) {
+            Some(n) if n.get() <= max => Ok(Threads(n)),
+            _ => Err(Error::InvalidArgument(format!(
+                "--threads must be at least 1 and at most {max} ({} per core on this machine), got {n}",
+                Self::MAX_PER_CORE
+            ))),
+        }
     }
 
     pub fn get(self) -> usize {
@@ -355,7 +374,7 @@ impl std::str::FromStr for Threads {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         let n: usize = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
-        Threads::new(n).map_err(|_| "must be at least 1".to_string())
+        Threads::new(n).map_err(|e| e.to_string())
     }
 }
 

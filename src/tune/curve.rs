@@ -71,19 +71,19 @@ impl Tradeoff for CurvePoint {
 
 /// Writes a curve as CSV: threshold, accuracy, deferral, expected cost.
 pub fn write_csv(curve: &[CurvePoint], path: &std::path::Path) -> Result<()> {
-    let mut w = csv::Writer::from_path(path).map_err(|e| Error::csv(path, e))?;
-    w.write_record(["threshold", "accuracy", "deferral", "expected_cost"])
-        .map_err(|e| Error::csv(path, e))?;
-    for p in curve {
-        w.write_record([
-            p.threshold.to_string(),
-            format!("{:.6}", p.accuracy),
-            format!("{:.6}", p.deferral),
-            format!("{:.6}", p.expected_cost),
-        ])
-        .map_err(|e| Error::csv(path, e))?;
-    }
-    w.flush().map_err(|e| Error::write(path, e))
+    crate::output::atomically(path, |out| {
+        let mut w = csv::Writer::from_writer(out);
+        w.write_record(["threshold", "accuracy", "deferral", "expected_cost"])?;
+        for p in curve {
+            w.write_record([
+                p.threshold.to_string(),
+                format!("{:.6}", p.accuracy),
+                format!("{:.6}", p.deferral),
+                format!("{:.6}", p.expected_cost),
+            ])?;
+        }
+        w.flush()
+    })
 }
 
 /// The stage an input exits at under threshold `t`.

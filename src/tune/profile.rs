@@ -137,7 +137,10 @@ impl Profile {
         let header =
             "# Written by `cascade calibrate`. Model paths count from this file's folder; \
                       their hashes pin the files this was measured with.\n";
-        std::fs::write(path, format!("{header}{text}")).map_err(|e| Error::write(path, e))
+        crate::output::atomically(path, |w| {
+            w.write_all(header.as_bytes())?;
+            w.write_all(text.as_bytes())
+        })
     }
 
     /// Reads a profile and checks it is still valid: at least two stages, and every model

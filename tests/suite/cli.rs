@@ -112,6 +112,32 @@ fn models_that_are_not_usable_classifiers() {
 }
 
 #[test]
+fn a_model_with_non_finite_logits_is_an_error_naming_it() {
+    for (fixture, value) in [
+        ("inf-logit.onnx", "logit 3 is inf"),
+        ("nan-logit.onnx", "logit 3 is NaN"),
+    ] {
+        let m = common::fixture(fixture);
+        let out = cascade(&["classify", "--model", p(&m), &tench()]);
+        assert_fails_with(&out, value);
+        assert_fails_with(&out, fixture);
+        // As a later stage too: the cascade does not answer from a broken stage.
+        let tiny = common::fixture("tiny-10class.onnx");
+        let out = cascade(&[
+            "classify",
+            "--stage",
+            p(&tiny),
+            "--stage",
+            p(&m),
+            "--threshold",
+            "1",
+            &tench(),
+        ]);
+        assert_fails_with(&out, "not finite");
+    }
+}
+
+#[test]
 fn empty_data_folder() {
     let dir = tempfile::tempdir().unwrap();
     let out = cascade(&["eval", "--model", &lite0(), "--data", p(dir.path())]);
@@ -125,6 +151,22 @@ fn zero_threads() {
         .output()
         .unwrap();
     assert_fails_with(&out, "must be at least 1");
+}
+
+#[test]
+fn absurd_thread_counts_are_refused_at_once() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .args([
+            "--threads",
+            "100000",
+            "classify",
+            "--model",
+            &lite0(),
+            &tench(),
+        ])
+        .output()
+        .unwrap();
+    assert_fails_with(&out, "at most");
 }
 
 #[test]
@@ -215,4 +257,138 @@ fn closed_stdout_is_not_an_error() {
     common::assert_closed_stdout_is_success(&[
         "classify", "--model", &model, &tench, &tench, &tench,
     ]);
+}
+
+#[test]
+fn an_unwritable_output_fails_before_the_work_and_says_write() {
+    let dir = tempfile::tempdir().unwrap();
+    // The data folder is missing too: the output is checked first, before any model,
+    // image or measurement.
+    let data = "/nonexistent/data";
+    let profile = dir.path().join("no-such-folder/p.toml");
+    let out = cascade(&[
+        "calibrate",
+        "--stage",
+        &lite0(),
+        "--stage",
+        &lite0(),
+        "--data",
+        data,
+        "--budget-ms",
+        "100",
+        "-o",
+        p(&profile),
+    ]);
+    assert_fails_with(&out, "cannot write");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let out = cascade(&[
+        "bench",
+        "--stage",
+        &lite0(),
+        "--stage",
+        &lite0(),
+        "--data",
+        &data,
+        "--out",
+        &format!("{}/sub", p(&file)),
+    ]);
+    assert_fails_with(&out, "cannot write");
+}
+
+#[test]
+fn a_small_memory_budget_refuses_large_images_with_a_clear_error() {
+    // 32 MB: at most 32 MiB / 4 / 3 = 2.8 megapixels; the tench photo is far smaller.
+    let small = ["--max-memory-mb", "32"];
+    let mut args = small.to_vec();
+    let (l0, t) = (lite0(), tench());
+    args.extend(["classify", "--model", &l0, &t]);
+    assert!(cascade(&args).status.success());
+    let out = cascade(&["--max-memory-mb", "8", "classify", "--model", &l0, &t]);
+    assert_fails_with(&out, "at least 32");
+    let out = cascade(&[
+        "--max-memory-mb",
+        "32",
+        "stream",
+        "--model",
+        &l0,
+        "--pix-fmt",
+        "rgb24",
+        "--size",
+        "4000x3000",
+    ]);
+    assert_fails_with(&out, "4000x3000 pixels is more than");
+}
+
+#[test]
+fn huge_durations_are_errors_not_panics() {
+    let (l0, t) = (lite0(), tench());
+    for args in [
+        vec![
+            "classify",
+            "--stage",
+            &l0,
+            "--stage",
+            &l0,
+            "--release-after",
+            "1e20",
+            &t,
+        ],
+        vec![
+            "stream",
+            "--model",
+            &l0,
+            "--pix-fmt",
+            "mjpeg",
+            "--stats-every",
+            "1e20",
+        ],
+    ] {
+        assert_fails_with(&cascade(&args), "usable number of seconds");
+    }
+}
+
+#[test]
+fn a_closed_stdout_never_loses_the_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("p.toml");
+    let data = common::sample_dir().display().to_string();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .args([
+            "--threads",
+            "1",
+            "calibrate",
+            "--stage",
+            &lite0(),
+            "--stage",
+            &lite0(),
+        ])
+        .args([
+            "--data",
+            &data,
+            "--limit",
+            "3",
+            "--budget-ms",
+            "100000",
+            "-o",
+            p(&profile),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `| true`: the reader is gone before anything is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    assert!(
+        cascade::Profile::load(&profile).is_ok(),
+        "the profile was written"
+    );
+    assert!(profile.with_extension("csv").is_file());
 }
