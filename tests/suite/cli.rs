@@ -289,7 +289,7 @@ fn an_unwritable_output_fails_before_the_work_and_says_write() {
         "--stage",
         &lite0(),
         "--data",
-        &data,
+        data,
         "--out",
         &format!("{}/sub", p(&file)),
     ]);
