@@ -378,3 +378,42 @@ mod tests {
         assert!(BudgetController::new(&[], 0.0, ms(1.0)).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever the costs observed, the threshold stays on the curve, and a frame's
+        /// cost moves it by a bounded step.
+        #[test]
+        fn the_threshold_stays_on_the_curve(
+            costs in prop::collection::vec(0.0..100.0f64, 1..300),
+            budget in 1.0..60.0f64,
+            start in 0.0..=1.0f32,
+        ) {
+            let curve = [(0.0, 10.0), (0.3, 14.0), (0.6, 25.0), (1.0, 40.0)];
+            let mut c = BudgetController::new(&curve, start, Budget::latency_ms(budget).unwrap()).unwrap();
+            for cost in costs {
+                c.observe(cost);
+                prop_assert!((0.0..=1.0).contains(&c.threshold()), "{}", c.threshold());
+            }
+            prop_assert!(c.running_mean() >= 0.0);
+        }
+
+        /// Frames that cost what the curve says they cost at the current threshold keep
+        /// the running mean at the budget, whenever the budget is within the curve.
+        #[test]
+        fn an_honest_stream_converges_to_a_reachable_budget(budget in 12.0..38.0f64) {
+            let curve = [(0.0, 10.0), (1.0, 40.0)];
+            let mut c = BudgetController::new(&curve, 0.5, Budget::latency_ms(budget).unwrap()).unwrap();
+            for _ in 0..2000 {
+                let cost = c.cost_at(c.threshold());
+                c.observe(cost);
+            }
+            prop_assert!((c.running_mean() - budget).abs() < 0.05 * budget, "{} vs {budget}", c.running_mean());
+        }
+    }
+}

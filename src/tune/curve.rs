@@ -383,3 +383,69 @@ mod tests {
         assert!(choose(&c, Target::min_accuracy(0.5).unwrap(), f64::NAN).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::tune::budget::Budget;
+
+    /// Records of `stages` stages over 10 classes, with labels.
+    fn records(stages: usize) -> impl Strategy<Value = Vec<Record>> {
+        let observation = (0..10usize, 0.0..=1.0f32).prop_map(|(class, confidence)| Observation {
+            class,
+            confidence,
+            cost_ms: 1.0,
+        });
+        let record =
+            (prop::collection::vec(observation, stages), 0..10usize).prop_map(|(stages, label)| {
+                Record {
+                    stages,
+                    label: Some(label),
+                }
+            });
+        prop::collection::vec(record, 1..60)
+    }
+
+    fn setup() -> impl Strategy<Value = (Vec<Record>, Vec<f64>)> {
+        (2..=3usize).prop_flat_map(|n| (records(n), prop::collection::vec(0.1..50.0f64, n)))
+    }
+
+    proptest! {
+        #[test]
+        fn every_point_is_the_replay_of_its_threshold((rs, costs) in setup()) {
+            let c = curve(&rs, Reference::Labels, &costs).unwrap();
+            for p in &c {
+                // Replayed by hand: the first stage (but the last) confident enough answers.
+                let last = costs.len() - 1;
+                let mut right = 0usize;
+                let mut cost = 0.0;
+                for r in &rs {
+                    let exit = (0..last).find(|&k| r.stages[k].confidence >= p.threshold).unwrap_or(last);
+                    right += usize::from(r.label == Some(r.stages[exit].class));
+                    cost += costs[..=exit].iter().sum::<f64>();
+                }
+                let n = rs.len() as f64;
+                prop_assert!((p.accuracy - right as f64 / n).abs() < 1e-12);
+                prop_assert!((p.expected_cost - cost / n).abs() < 1e-9);
+                prop_assert!(p.reach.windows(2).all(|w| w[0] >= w[1]));
+            }
+            // Raising the threshold never defers fewer inputs.
+            prop_assert!(c.windows(2).all(|w| w[0].threshold < w[1].threshold && w[0].deferral <= w[1].deferral));
+        }
+
+        #[test]
+        fn a_budget_is_kept_by_the_point_chosen_for_it((rs, costs) in setup(), budget in 0.1..200.0f64) {
+            let c = curve(&rs, Reference::Labels, &costs).unwrap();
+            let target = Target::Budget(Budget::latency_ms(budget).unwrap());
+            match choose(&c, target, 0.0) {
+                Ok(p) => {
+                    prop_assert!(p.expected_cost <= budget + 1e-9);
+                    prop_assert!(c.iter().filter(|q| q.expected_cost <= budget).all(|q| q.accuracy <= p.accuracy));
+                }
+                Err(_) => prop_assert!(c.iter().all(|q| q.expected_cost > budget)),
+            }
+        }
+    }
+}

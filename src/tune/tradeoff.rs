@@ -110,3 +110,68 @@ mod tests {
         assert!(on_pareto_front(&twins[0], &twins));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    struct P(f64, f64);
+    impl Tradeoff for P {
+        fn accuracy(&self) -> f64 {
+            self.0
+        }
+        fn cost(&self) -> f64 {
+            self.1
+        }
+    }
+
+    fn points() -> impl Strategy<Value = Vec<P>> {
+        prop::collection::vec(
+            (0.0..=1.0f64, 0.0..100.0f64).prop_map(|(a, c)| P(a, c)),
+            1..40,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn the_pick_within_a_cost_is_within_it_and_none_there_is_more_accurate(
+            pts in points(), limit in 0.0..120.0f64
+        ) {
+            match most_accurate_within(&pts, limit) {
+                Some(best) => {
+                    prop_assert!(best.cost() <= limit + TOLERANCE);
+                    for p in pts.iter().filter(|p| p.cost() <= limit + TOLERANCE) {
+                        prop_assert!(p.accuracy() <= best.accuracy());
+                    }
+                    // The best within a cost is never dominated by a point within it.
+                    let within: Vec<P> = pts.iter().filter(|p| p.cost() <= limit + TOLERANCE).cloned().collect();
+                    prop_assert!(on_pareto_front(best, &within));
+                }
+                None => prop_assert!(pts.iter().all(|p| p.cost() > limit + TOLERANCE)),
+            }
+        }
+
+        #[test]
+        fn the_cheapest_reaching_an_accuracy_reaches_it_and_none_is_cheaper(
+            pts in points(), want in 0.0..=1.0f64
+        ) {
+            match cheapest_reaching(&pts, want) {
+                Some(best) => {
+                    prop_assert!(best.accuracy() + TOLERANCE >= want);
+                    for p in pts.iter().filter(|p| p.accuracy() + TOLERANCE >= want) {
+                        prop_assert!(p.cost() >= best.cost());
+                    }
+                }
+                None => prop_assert!(pts.iter().all(|p| p.accuracy() + TOLERANCE < want)),
+            }
+        }
+
+        #[test]
+        fn some_point_is_always_on_the_front(pts in points()) {
+            prop_assert!(pts.iter().any(|p| on_pareto_front(p, &pts)));
+        }
+    }
+}
