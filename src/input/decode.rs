@@ -50,10 +50,11 @@ pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn jpeg(width: u32, height: u32) -> Vec<u8> {
+    /// A small JPEG with a gradient, for the input module's tests.
+    pub(crate) fn jpeg(width: u32, height: u32) -> Vec<u8> {
         let img = RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 7]));
         let mut out = Vec::new();
         image::codecs::jpeg::JpegEncoder::new(&mut out)

@@ -162,15 +162,7 @@ pub(crate) fn check_complete(bytes: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn jpeg(width: u32, height: u32) -> Vec<u8> {
-        let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 7]));
-        let mut out = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new(&mut out)
-            .encode_image(&img)
-            .unwrap();
-        out
-    }
+    use crate::input::decode::tests::jpeg;
 
     #[test]
     fn a_whole_image_ends_at_its_end_marker_in_any_number_of_steps() {

@@ -62,9 +62,12 @@ pub fn on_pareto_front<T: Tradeoff>(p: &T, all: &[T]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     /// (accuracy, cost)
+    #[derive(Debug, Clone)]
     struct P(f64, f64);
     impl Tradeoff for P {
         fn accuracy(&self) -> f64 {
@@ -108,24 +111,6 @@ mod tests {
         // An exact duplicate does not dominate.
         let twins = [P(0.5, 1.0), P(0.5, 1.0)];
         assert!(on_pareto_front(&twins[0], &twins));
-    }
-}
-
-#[cfg(test)]
-mod properties {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    #[derive(Debug, Clone)]
-    struct P(f64, f64);
-    impl Tradeoff for P {
-        fn accuracy(&self) -> f64 {
-            self.0
-        }
-        fn cost(&self) -> f64 {
-            self.1
-        }
     }
 
     fn points() -> impl Strategy<Value = Vec<P>> {
