@@ -168,7 +168,8 @@ impl Model {
                         ),
                     });
                 }
-                (m.name.unwrap_or_else(stem), m.input, m.labels, Vec::new())
+                let labels = m.labels.map(|l| (l, m.path.clone()));
+                (m.name.unwrap_or_else(stem), m.input, labels, Vec::new())
             }
             None => {
                 let concrete: Option<Vec<usize>> = dims.iter().copied().collect();
@@ -218,8 +219,15 @@ impl Model {
             )));
         }
         let labels = match labels_path {
-            Some(p) => {
-                let labels = Labels::from_file(&p)?;
+            Some((p, manifest)) => {
+                // A labels file that is not there is the manifest's mistake: name it.
+                let labels = Labels::from_file(&p).map_err(|e| match e {
+                    Error::Io { source, .. } => Error::Manifest {
+                        path: manifest,
+                        reason: format!("its labels file {} cannot be read: {source}", p.display()),
+                    },
+                    other => other,
+                })?;
                 if labels.len() != num_classes {
                     return Err(Error::Labels {
                         path: p,

@@ -392,3 +392,22 @@ fn a_closed_stdout_never_loses_the_profile() {
     );
     assert!(profile.with_extension("csv").is_file());
 }
+
+#[test]
+fn a_missing_labels_file_names_the_manifest_that_points_at_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.onnx");
+    std::fs::copy(common::fixture("tiny-1000class.onnx"), &model).unwrap();
+    let manifest = std::fs::read_to_string(common::fixture("tiny-1000class.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("m.toml"),
+        format!("{manifest}labels = \"gone.tsv\"\n"),
+    )
+    .unwrap();
+    let out = cascade(&["classify", "--model", p(&model), &tench()]);
+    assert_fails_with(
+        &out,
+        &format!("manifest {}", dir.path().join("m.toml").display()),
+    );
+    assert_fails_with(&out, "gone.tsv cannot be read");
+}
