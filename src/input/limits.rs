@@ -34,19 +34,33 @@ impl MemoryBudget {
         Ok(MemoryBudget(mb.saturating_mul(1 << 20)))
     }
 
-    /// Half of this machine's memory (`MemTotal` in /proc/meminfo), or 512 MB where that
-    /// cannot be read.
+    /// Half of the memory this process can have: the least of the machine's memory
+    /// (`MemTotal`), its address-space limit (`ulimit -v`) and its cgroup's memory limit
+    /// (v2 `memory.max` or v1 `memory.limit_in_bytes`); 512 MB where none can be read.
     pub fn of_machine() -> MemoryBudget {
-        let total_kb = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|text| {
-                text.lines()
-                    .find(|l| l.starts_with("MemTotal:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse::<u64>().ok())
-            });
-        match total_kb {
-            Some(kb) => MemoryBudget((kb * 1024 / 2).max(MIN_BUDGET_MB << 20)),
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let cgroups = read("/proc/self/cgroup");
+        let mut cgroup_limits = Vec::new();
+        for line in cgroups.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
+            match (controllers, path) {
+                (Some(""), Some(path)) => {
+                    cgroup_limits.push(read(&format!("/sys/fs/cgroup{path}/memory.max")))
+                }
+                (Some("memory"), Some(path)) => cgroup_limits.push(read(&format!(
+                    "/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"
+                ))),
+                _ => {}
+            }
+        }
+        let least = least_memory(
+            &read("/proc/meminfo"),
+            &read("/proc/self/limits"),
+            &cgroup_limits,
+        );
+        match least {
+            Some(bytes) => MemoryBudget((bytes / 2).max(MIN_BUDGET_MB << 20)),
             None => MemoryBudget(512 << 20),
         }
     }
@@ -64,6 +78,27 @@ impl MemoryBudget {
     pub fn apply(self) {
         MAX_PIXELS.store(self.max_pixels(), Ordering::Relaxed);
     }
+}
+
+/// The least of the memory figures a process is held to, in bytes: `MemTotal` from
+/// /proc/meminfo, the soft "Max address space" from /proc/self/limits, and cgroup limits
+/// (a number, or `max` for none).
+fn least_memory(meminfo: &str, limits: &str, cgroup_limits: &[String]) -> Option<u64> {
+    let total = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| kb * 1024);
+    let address_space = limits
+        .lines()
+        .find(|l| l.starts_with("Max address space"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<u64>().ok());
+    let cgroups = cgroup_limits
+        .iter()
+        .filter_map(|v| v.trim().parse::<u64>().ok());
+    total.into_iter().chain(address_space).chain(cgroups).min()
 }
 
 /// The process's pixel limit; 0 until set, meaning "the machine's default".
@@ -114,5 +149,19 @@ mod tests {
         // 512 MiB / 4 / 3 bytes: about 44.7 megapixels, a 12 MP photo fits three times over.
         assert_eq!(b.max_pixels(), (512u64 << 20) / 12);
         assert!(MemoryBudget::of_machine().bytes() >= 32 << 20);
+    }
+
+    #[test]
+    fn the_least_of_machine_ulimit_and_cgroup_counts() {
+        let meminfo = "MemTotal:       24000000 kB\nMemFree: 1 kB\n";
+        let unlimited = "Max cpu time              unlimited            unlimited            seconds\n\
+                         Max address space         unlimited            unlimited            bytes\n";
+        let limited = "Max address space         367001600            unlimited            bytes\n";
+        let gb = 24_000_000 * 1024;
+        assert_eq!(least_memory(meminfo, unlimited, &[]), Some(gb));
+        assert_eq!(least_memory(meminfo, limited, &[]), Some(367_001_600));
+        let cgroup = ["max\n".to_string(), "536870912\n".to_string()];
+        assert_eq!(least_memory(meminfo, unlimited, &cgroup), Some(536_870_912));
+        assert_eq!(least_memory("", "", &[]), None);
     }
 }
