@@ -16,6 +16,9 @@ const TOLERANCE: f32 = 1e-4;
 
 #[test]
 fn lite0_logits_match_the_x86_64_reference() {
+    if !common::shared_present() {
+        return;
+    }
     let reference = common::fixture("lite0-tench-logits.txt");
     let mut model = Model::load(
         &ModelSpec::new(common::model("efficientnet-lite0")),

