@@ -3,6 +3,7 @@
 //! them within `TOLERANCE` with the same top-1 (run on aarch64 under qemu by
 //! `scripts/test`). Regenerate on x86_64 with `CASCADE_WRITE_REFERENCE=1`.
 
+#[macro_use]
 mod common;
 
 use cascade::input::decode_file;
@@ -16,9 +17,7 @@ const TOLERANCE: f32 = 1e-4;
 
 #[test]
 fn lite0_logits_match_the_x86_64_reference() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let reference = common::fixture("lite0-tench-logits.txt");
     let mut model = Model::load(
         &ModelSpec::new(common::model("efficientnet-lite0")),

@@ -26,6 +26,15 @@ pub fn shared_present() -> bool {
     false
 }
 
+/// Returns from the calling test when `../shared/data` is absent (see [`shared_present`]).
+macro_rules! needs_shared_data {
+    () => {
+        if !crate::common::shared_present() {
+            return;
+        }
+    };
+}
+
 /// `../shared/data/imagenet-sample-500`, present on every developer machine and in CI.
 pub fn sample_dir() -> PathBuf {
     root().join("../shared/data/imagenet-sample-500")

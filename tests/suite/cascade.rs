@@ -41,9 +41,7 @@ fn two_stage(threshold: f32) -> CascadeBuilder {
 
 #[test]
 fn exits_and_predictions_follow_the_threshold() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let imgs = images(25); // 20 images spread over the classes
     let small = alone("efficientnet-lite0", &imgs);
     let large = alone("efficientnet-lite2", &imgs);
@@ -100,9 +98,7 @@ fn exits_and_predictions_follow_the_threshold() {
 
 #[test]
 fn three_stages_work() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let imgs = images(50);
     let mut c = CascadeBuilder::new()
         .stage(ModelSpec::new(common::model("efficientnet-lite0")))
@@ -131,9 +127,7 @@ fn three_stages_work() {
 
 #[test]
 fn later_stages_load_lazily_once_and_can_be_released() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let imgs = images(100);
     // Never deferred: never loaded.
     let mut c = two_stage(0.0).build().unwrap();
@@ -170,9 +164,7 @@ fn later_stages_load_lazily_once_and_can_be_released() {
 
 #[test]
 fn idle_stages_are_released() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let imgs = images(100);
     let idle = |limit: u64| {
         two_stage(0.0)
@@ -194,9 +186,7 @@ fn idle_stages_are_released() {
 
 #[test]
 fn a_deadline_can_cut_the_cascade_short() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let imgs = images(100);
     let mut c = two_stage(1.0).build().unwrap();
     let mut asked = Vec::new();

@@ -14,9 +14,7 @@ fn tench() -> String {
 
 #[test]
 fn classify_prints_readable_and_json_results() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let out = cascade(&["classify", "--model", &lite0(), &tench()]);
     assert!(
         out.status.success(),
@@ -47,18 +45,14 @@ fn classify_prints_readable_and_json_results() {
 
 #[test]
 fn missing_image_file() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let out = cascade(&["classify", "--model", &lite0(), "/nonexistent/cat.jpg"]);
     assert_fails_with(&out, "cannot read /nonexistent/cat.jpg");
 }
 
 #[test]
 fn file_that_is_not_an_image() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("notes.jpg");
     std::fs::write(&f, "just some text\n").unwrap();
@@ -70,9 +64,7 @@ fn file_that_is_not_an_image() {
 
 #[test]
 fn truncated_jpeg() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(tench()).unwrap();
     let f = dir.path().join("half.jpg");
@@ -83,9 +75,7 @@ fn truncated_jpeg() {
 
 #[test]
 fn good_images_are_still_classified_beside_a_bad_one() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let out = cascade(&[
         "classify",
         "--model",
@@ -99,9 +89,7 @@ fn good_images_are_still_classified_beside_a_bad_one() {
 
 #[test]
 fn file_that_is_not_onnx() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("model.onnx");
     std::fs::write(&f, "not a protobuf at all").unwrap();
@@ -113,18 +101,14 @@ fn file_that_is_not_onnx() {
 
 #[test]
 fn missing_model() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let out = cascade(&["classify", "--model", "/nonexistent/m.onnx", &tench()]);
     assert_fails_with(&out, "cannot read /nonexistent/m.onnx");
 }
 
 #[test]
 fn models_that_are_not_usable_classifiers() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     for (fixture, reason) in [
         ("not-an-image.onnx", "not an image classifier"),
         ("two-inputs.onnx", "2 inputs"),
@@ -137,9 +121,7 @@ fn models_that_are_not_usable_classifiers() {
 
 #[test]
 fn a_model_with_non_finite_logits_is_an_error_naming_it() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     for (fixture, value) in [
         ("inf-logit.onnx", "logit 3 is inf"),
         ("nan-logit.onnx", "logit 3 is NaN"),
@@ -166,9 +148,7 @@ fn a_model_with_non_finite_logits_is_an_error_naming_it() {
 
 #[test]
 fn empty_data_folder() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let out = cascade(&["eval", "--model", &lite0(), "--data", p(dir.path())]);
     assert_fails_with(&out, "no images");
@@ -176,9 +156,7 @@ fn empty_data_folder() {
 
 #[test]
 fn zero_threads() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
         .args(["--threads", "0", "classify", "--model", &lite0(), &tench()])
         .output()
@@ -188,9 +166,7 @@ fn zero_threads() {
 
 #[test]
 fn absurd_thread_counts_are_refused_at_once() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
         .args([
             "--threads",
@@ -207,9 +183,7 @@ fn absurd_thread_counts_are_refused_at_once() {
 
 #[test]
 fn threshold_out_of_range() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let l0 = lite0();
     let out = cascade(&[
         "classify",
@@ -226,18 +200,14 @@ fn threshold_out_of_range() {
 
 #[test]
 fn a_single_stage_is_not_a_cascade() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let out = cascade(&["classify", "--stage", &lite0(), &tench()]);
     assert_fails_with(&out, "at least two stages");
 }
 
 #[test]
 fn stages_with_different_class_counts() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let tiny = common::fixture("tiny-10class.onnx");
     // --preload loads both up front, so the mismatch is found before any input.
     let out = cascade(&[
@@ -254,9 +224,7 @@ fn stages_with_different_class_counts() {
 
 #[test]
 fn unreadable_later_stage_is_reported_when_needed_or_by_check() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("large.onnx");
     std::fs::write(&broken, "garbage").unwrap();
@@ -301,9 +269,7 @@ fn unreadable_later_stage_is_reported_when_needed_or_by_check() {
 
 #[test]
 fn closed_stdout_is_not_an_error() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let (model, tench) = (lite0(), tench());
     common::assert_closed_stdout_is_success(&[
         "classify", "--model", &model, &tench, &tench, &tench,
@@ -312,9 +278,7 @@ fn closed_stdout_is_not_an_error() {
 
 #[test]
 fn an_unwritable_output_fails_before_the_work_and_says_write() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     // The data folder is missing too: the output is checked first, before any model,
     // image or measurement.
@@ -352,9 +316,7 @@ fn an_unwritable_output_fails_before_the_work_and_says_write() {
 
 #[test]
 fn a_small_memory_budget_refuses_large_images_with_a_clear_error() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     // 32 MB: at most 32 MiB / 4 / 3 = 2.8 megapixels; the tench photo is far smaller.
     let small = ["--max-memory-mb", "32"];
     let mut args = small.to_vec();
@@ -379,9 +341,7 @@ fn a_small_memory_budget_refuses_large_images_with_a_clear_error() {
 
 #[test]
 fn huge_durations_are_errors_not_panics() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let (l0, t) = (lite0(), tench());
     for args in [
         vec![
@@ -410,9 +370,7 @@ fn huge_durations_are_errors_not_panics() {
 
 #[test]
 fn a_closed_stdout_never_loses_the_profile() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("p.toml");
     let data = common::sample_dir().display().to_string();
@@ -458,9 +416,7 @@ fn a_closed_stdout_never_loses_the_profile() {
 
 #[test]
 fn a_missing_labels_file_names_the_manifest_that_points_at_it() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.onnx");
     std::fs::copy(common::fixture("tiny-1000class.onnx"), &model).unwrap();

@@ -2,6 +2,7 @@
 //! so one binary instead of six saves minutes of linking and gigabytes of disk in CI.
 //! `tests/arch.rs` stays apart because it alone is also built and run for aarch64.
 
+#[macro_use]
 #[path = "../common/mod.rs"]
 mod common;
 

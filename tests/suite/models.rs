@@ -31,9 +31,7 @@ fn top1_on(model: &str, step: usize) -> f64 {
 
 #[test]
 fn lite0_reaches_its_claimed_accuracy() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let claimed = claimed_top1("efficientnet-lite0");
     let got = top1_on("efficientnet-lite0", 1);
     assert!(
@@ -44,9 +42,7 @@ fn lite0_reaches_its_claimed_accuracy() {
 
 #[test]
 fn lite2_reaches_its_claimed_accuracy() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     let claimed = claimed_top1("efficientnet-lite2");
     let got = top1_on("efficientnet-lite2", 1);
     assert!(
@@ -57,9 +53,7 @@ fn lite2_reaches_its_claimed_accuracy() {
 
 #[test]
 fn lite1_loads_and_classifies() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     // Every 10th image: 50 images, enough to tell a working model (~88%) from a broken one.
     let got = top1_on("efficientnet-lite1", 10);
     assert!(got >= 0.8, "Lite1 top-1 on 50 images: {got}");
@@ -67,9 +61,7 @@ fn lite1_loads_and_classifies() {
 
 #[test]
 fn grayscale_images_are_classified() {
-    if !common::shared_present() {
-        return;
-    }
+    needs_shared_data!();
     // Nine of the shared JPEGs are single-channel; they must decode and run like the rest.
     let ds = common::sample_set(1);
     let gray: Vec<_> = ds
