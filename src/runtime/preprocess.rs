@@ -2,8 +2,16 @@
 //! resize so the crop keeps `crop_fraction` of the shorter side (bilinear, antialiased like
 //! Pillow's), center-crop to the input size, normalize per channel, lay out as NCHW or NHWC.
 //!
-//! A [`Preprocessor`] owns its buffers and reuses them from one image to the next, so a
-//! stream of inputs allocates only when an image is larger than any seen before.
+//! The crop happens *inside* the resize: only the source window that maps onto the model's
+//! input is resampled, straight into a buffer of the input's size. The result is the same as
+//! resizing the whole image and cropping afterwards (each output pixel has the same source
+//! centre and filter footprint, pixels outside the window still feed the filter at its
+//! edges), but the memory no longer depends on the photo: a 1-pixel-tall, 50,000-pixel-wide
+//! image used to be scaled to 12.8 M x 256 pixels (10 GB) before the crop threw almost all
+//! of it away.
+//!
+//! A [`Preprocessor`] allocates its buffers once, at the input's size, and reuses them for
+//! every image.
 
 use fast_image_resize::{self as fir, FilterType, PixelType, ResizeAlg, ResizeOptions};
 
@@ -11,10 +19,10 @@ use crate::error::{Error, Result};
 use crate::input::RgbImage;
 use crate::runtime::manifest::{InputSpec, Layout};
 
-/// Where the crop window lies in the resized image.
+/// Where the crop window lies in the (virtually) resized image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Geometry {
-    /// Size the whole source image is resized to.
+    /// Size the whole source image would be resized to.
     pub scaled_width: usize,
     pub scaled_height: usize,
     /// Top-left corner of the `width x height` crop in the resized image.
@@ -39,6 +47,27 @@ impl Geometry {
             top: (scaled_height - spec.height) / 2,
         }
     }
+
+    /// The crop window in source pixel coordinates (left, top, width, height): the part of
+    /// a `src_width x src_height` image that the `out_width x out_height` crop covers. The
+    /// scale is taken per axis from the rounded scaled size, exactly as a whole-image resize
+    /// to that size would use it.
+    pub fn source_window(
+        &self,
+        src_width: usize,
+        src_height: usize,
+        out_width: usize,
+        out_height: usize,
+    ) -> (f64, f64, f64, f64) {
+        let sx = src_width as f64 / self.scaled_width as f64;
+        let sy = src_height as f64 / self.scaled_height as f64;
+        (
+            self.left as f64 * sx,
+            self.top as f64 * sy,
+            out_width as f64 * sx,
+            out_height as f64 * sy,
+        )
+    }
 }
 
 /// Preprocessing for one input spec, with reused buffers.
@@ -46,7 +75,8 @@ pub struct Preprocessor {
     spec: InputSpec,
     resizer: fir::Resizer,
     options: ResizeOptions,
-    resized: Vec<u8>,
+    /// The cropped, resized RGB8 pixels: `width x height x 3`, allocated once.
+    cropped: Vec<u8>,
     tensor: Vec<f32>,
 }
 
@@ -61,11 +91,12 @@ impl std::fmt::Debug for Preprocessor {
 impl Preprocessor {
     pub fn new(spec: InputSpec) -> Self {
         let tensor = vec![0.0; spec.len()];
+        let cropped = vec![0; spec.width * spec.height * 3];
         Preprocessor {
             spec,
             resizer: fir::Resizer::new(),
             options: ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
-            resized: Vec::new(),
+            cropped,
             tensor,
         }
     }
@@ -81,32 +112,31 @@ impl Preprocessor {
         let resize_err = |e: &dyn std::fmt::Display| Error::Resize {
             reason: e.to_string(),
         };
+        let (out_w, out_h) = (self.spec.width, self.spec.height);
+        let (left, top, width, height) = g.source_window(w, h, out_w, out_h);
         let src = fir::images::ImageRef::new(w as u32, h as u32, image.as_raw(), PixelType::U8x3)
             .map_err(|e| resize_err(&e))?;
-        self.resized.resize(g.scaled_width * g.scaled_height * 3, 0);
         let mut dst = fir::images::Image::from_slice_u8(
-            g.scaled_width as u32,
-            g.scaled_height as u32,
-            &mut self.resized,
+            out_w as u32,
+            out_h as u32,
+            &mut self.cropped,
             PixelType::U8x3,
         )
         .map_err(|e| resize_err(&e))?;
+        let options = self.options.crop(left, top, width, height);
         self.resizer
-            .resize(&src, &mut dst, &self.options)
+            .resize(&src, &mut dst, &options)
             .map_err(|e| resize_err(&e))?;
-        normalize_crop(&self.resized, g, &self.spec, &mut self.tensor);
+        normalize(&self.cropped, &self.spec, &mut self.tensor);
         Ok(&self.tensor)
     }
 }
 
-/// Crops the window `g` out of an interleaved RGB8 image and writes the normalized tensor.
-fn normalize_crop(rgb: &[u8], g: Geometry, spec: &InputSpec, out: &mut [f32]) {
+/// Writes the normalized tensor from an interleaved RGB8 image of the input's size.
+fn normalize(rgb: &[u8], spec: &InputSpec, out: &mut [f32]) {
     let (w, h) = (spec.width, spec.height);
     let n = spec.normalization;
-    let stride = g.scaled_width * 3;
-    for y in 0..h {
-        let row_start = (g.top + y) * stride + g.left * 3;
-        let row = &rgb[row_start..row_start + w * 3];
+    for (y, row) in rgb.chunks_exact(w * 3).take(h).enumerate() {
         match spec.layout {
             Layout::Nchw => {
                 for c in 0..3 {
@@ -231,6 +261,86 @@ mod tests {
                 assert!((a - b).abs() <= 1.0, "{t:?}");
             }
         }
+    }
+
+    /// The old way, kept here as the reference: resize the whole image, then crop.
+    fn resize_then_crop(image: &RgbImage, s: &InputSpec) -> Vec<u8> {
+        let (w, h) = (image.width() as usize, image.height() as usize);
+        let g = Geometry::plan(w, h, s);
+        let src = fir::images::ImageRef::new(w as u32, h as u32, image.as_raw(), PixelType::U8x3)
+            .unwrap();
+        let mut dst = fir::images::Image::new(
+            g.scaled_width as u32,
+            g.scaled_height as u32,
+            PixelType::U8x3,
+        );
+        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+        fir::Resizer::new()
+            .resize(&src, &mut dst, &options)
+            .unwrap();
+        let all = dst.buffer();
+        let mut out = Vec::new();
+        for y in g.top..g.top + s.height {
+            let start = (y * g.scaled_width + g.left) * 3;
+            out.extend_from_slice(&all[start..start + s.width * 3]);
+        }
+        out
+    }
+
+    #[test]
+    fn cropping_inside_the_resize_equals_resizing_then_cropping() {
+        // Identity normalization and NHWC, so the tensor holds the RGB8 values themselves.
+        let s = InputSpec {
+            normalization: Normalization {
+                scale: [1.0; 3],
+                offset: [0.0; 3],
+            },
+            ..spec(Layout::Nhwc, 24, 20, 0.875)
+        };
+        let mut p = Preprocessor::new(s.clone());
+        // Landscape, portrait, odd sizes, upscaling and a near-square; a fixed
+        // pseudo-random texture so every pixel differs from its neighbours.
+        for (w, h) in [
+            (500, 375),
+            (375, 500),
+            (97, 61),
+            (13, 29),
+            (26, 28),
+            (300, 7),
+        ] {
+            let mut state = 12345u32 ^ (w * 31 + h);
+            let pixels: Vec<u8> = (0..w * h * 3)
+                .map(|_| {
+                    state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (state >> 16) as u8
+                })
+                .collect();
+            let img = RgbImage::from_raw(w, h, pixels).unwrap();
+            let expect = resize_then_crop(&img, &s);
+            let got = p.run(&img).unwrap();
+            assert_eq!(got.len(), expect.len());
+            // Rounding the source window's float coordinates may move a value by one level.
+            let worst = got
+                .iter()
+                .zip(&expect)
+                .map(|(&a, &b)| (a - b as f32).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst <= 1.0, "{w}x{h}: largest difference {worst}");
+        }
+    }
+
+    #[test]
+    fn an_extreme_aspect_ratio_costs_only_the_models_input() {
+        // One pixel tall and 60,000 wide: the shorter side scales by 256, so resizing the
+        // whole image first meant 15.36 M x 256 pixels (11.8 GB) before the crop.
+        let img = RgbImage::from_fn(60_000, 1, |x, _| image::Rgb([(x % 256) as u8, 0, 255]));
+        let mut p = Preprocessor::new(spec(Layout::Nchw, 224, 224, 0.875));
+        let t = p.run(&img).unwrap();
+        assert_eq!(t.len(), 3 * 224 * 224);
+        // Green is 0 and blue 255 everywhere in the source, so in the crop too.
+        let plane = 224 * 224;
+        assert!(t[plane..2 * plane].iter().all(|&v| (v + 1.0).abs() < 1e-6));
+        assert!(t[2 * plane..].iter().all(|&v| (v - 1.0).abs() < 1e-6));
     }
 
     #[test]
