@@ -2,8 +2,8 @@
 //!
 //! - [`decode_file`], [`decode_bytes`]: JPEG and PNG files, EXIF orientation applied,
 //!   never larger than the process's [`MemoryBudget`] allows;
-//! - [`FrameFormat`]: how a stream's frames are encoded (raw RGB/YUV, or MJPEG), and the
-//!   converter from a frame's bytes to RGB (BT.601 YUV);
+//! - [`FrameFormat`]: how a stream's frames are encoded (raw RGB/YUV, or MJPEG), and
+//!   [`FrameConverter`], from a frame's bytes to RGB (BT.601 YUV);
 //! - the JPEG marker walk behind both the decoder's completeness check and the MJPEG
 //!   splitter that cuts a byte stream into frames.
 
@@ -14,6 +14,5 @@ mod limits;
 pub(crate) mod mjpeg;
 
 pub use decode::{decode_bytes, decode_file, RgbImage};
-pub(crate) use frame::FrameConverter;
-pub use frame::{FrameFormat, FrameSize, PixelFormat, Unit};
+pub use frame::{FrameConverter, FrameFormat, FrameSize, PixelFormat, Unit};
 pub use limits::MemoryBudget;

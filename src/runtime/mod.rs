@@ -5,7 +5,7 @@
 //! ```
 //!
 //! - [`ModelSpec`], [`Model`]: an ONNX classifier loaded and optimized by tract, fed as its
-//!   sidecar manifest ([`InputSpec`]) says, named by its [`Labels`];
+//!   sidecar [`Manifest`] ([`InputSpec`]) says, named by its [`Labels`];
 //! - [`Preprocessor`]: resize, center crop, normalize, NCHW or NHWC, into reused buffers;
 //! - [`Stage`]: a model that loads itself on first need and can be released;
 //! - [`Summary`], [`Metric`], [`Threshold`]: how sure a stage is, and when that is enough;
@@ -22,7 +22,7 @@ mod stage;
 pub use cascade::{Cascade, CascadeBuilder, Decision, StageRun, DEFAULT_THRESHOLD, MAX_STAGES};
 pub use confidence::{ExitRule, Metric, Ranked, Summary, Threshold, TOP_K};
 pub use labels::Labels;
-pub use manifest::{InputSpec, Layout, Normalization};
+pub use manifest::{InputSpec, Layout, Manifest, Normalization};
 pub use model::{LoadOptions, Model, ModelSpec, Threads};
 pub use preprocess::Preprocessor;
 pub use stage::{Stage, StageOutput};
