@@ -143,29 +143,19 @@ impl Profile {
         })
     }
 
-    /// Reads a profile and checks it is still valid: at least two stages, and every model
-    /// present with the hash it was calibrated with. Relative model paths are looked for
-    /// beside the profile, then (for profiles written before paths were stored relative to
-    /// it) from the working directory.
+    /// Reads a profile and checks it is still valid: everything [`Profile::parse`] checks,
+    /// and every model present with the hash it was calibrated with. Relative model paths
+    /// are looked for beside the profile, then (for profiles written before paths were
+    /// stored relative to it) from the working directory.
     pub fn load(path: &Path) -> Result<Profile> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut profile = Profile::parse(&text, path)?;
         let bad = |reason: String| Error::Profile {
             path: path.to_path_buf(),
             reason,
         };
-        let mut profile: Profile = toml::from_str(&text).map_err(|e| bad(one_line(&e)))?;
-        if profile.stages.len() < 2 {
-            return Err(bad("a profile needs at least two stages".into()));
-        }
         let folder = folder_of(path);
         for stage in &mut profile.stages {
-            if !(stage.sha256.len() == 64 && stage.sha256.bytes().all(|b| b.is_ascii_hexdigit())) {
-                return Err(bad(format!(
-                    "the hash of {} is not a SHA-256 hash (64 hex digits): {:?}",
-                    stage.model.display(),
-                    stage.sha256
-                )));
-            }
             let candidates: Vec<PathBuf> = if stage.model.is_absolute() {
                 vec![stage.model.clone()]
             } else {
@@ -197,6 +187,31 @@ impl Profile {
                 )));
             }
             stage.model = found.clone();
+        }
+        Ok(profile)
+    }
+
+    /// Parses a profile's text and checks what the text alone can tell: at least two
+    /// stages, each model pinned by a well-formed SHA-256 hash. Model paths stay as
+    /// written (relative to the profile's folder); [`Profile::load`] resolves them and
+    /// checks the files. `path` names the profile in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Profile> {
+        let bad = |reason: String| Error::Profile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let profile: Profile = toml::from_str(text).map_err(|e| bad(one_line(&e)))?;
+        if profile.stages.len() < 2 {
+            return Err(bad("a profile needs at least two stages".into()));
+        }
+        for stage in &profile.stages {
+            if !(stage.sha256.len() == 64 && stage.sha256.bytes().all(|b| b.is_ascii_hexdigit())) {
+                return Err(bad(format!(
+                    "the hash of {} is not a SHA-256 hash (64 hex digits): {:?}",
+                    stage.model.display(),
+                    stage.sha256
+                )));
+            }
         }
         Ok(profile)
     }
@@ -373,6 +388,19 @@ mod tests {
             err.contains(&format!("looked for {}", d.path().join("b.onnx").display())),
             "{err}"
         );
+    }
+
+    #[test]
+    fn parse_reads_the_text_alone_and_load_checks_the_models() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("profile.toml");
+        profile(d.path()).save(&path).unwrap();
+        std::fs::remove_file(d.path().join("a.onnx")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed = Profile::parse(&text, &path).unwrap();
+        assert_eq!(parsed.stages[0].model, Path::new("a.onnx"));
+        let err = Profile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("model a.onnx not found"), "{err}");
     }
 
     #[test]
