@@ -93,6 +93,49 @@ impl Model {
                 }
             }
         };
+        without_panics(path, || {
+            let inference = tract_onnx::onnx()
+                .model_for_path(path)
+                .map_err(|e| Error::Model {
+                    path: path.to_path_buf(),
+                    reason: one_line(&e),
+                })?;
+            Model::from_inference(inference, path, manifest, options, start)
+        })
+    }
+
+    /// Loads, validates and optimizes a classifier from ONNX bytes held in memory, as
+    /// [`Model::load`] does from a file. `path` only names the model in messages and
+    /// reports (nothing is read from it); `manifest` describes its input, as a sidecar
+    /// would (`None` infers it from the model). Weights in external data files are not
+    /// found this way. Malformed bytes are an error, never a panic.
+    pub fn from_bytes(
+        bytes: &[u8],
+        path: &Path,
+        manifest: Option<Manifest>,
+        options: LoadOptions,
+    ) -> Result<Model> {
+        let start = Instant::now();
+        without_panics(path, || {
+            let inference = tract_onnx::onnx()
+                .model_for_read(&mut &bytes[..])
+                .map_err(|e| Error::Model {
+                    path: path.to_path_buf(),
+                    reason: one_line(&e),
+                })?;
+            Model::from_inference(inference, path, manifest, options, start)
+        })
+    }
+
+    /// Checks that a parsed model is an image classifier its manifest agrees with, and
+    /// optimizes it.
+    fn from_inference(
+        inference: InferenceModel,
+        path: &Path,
+        manifest: Option<Manifest>,
+        options: LoadOptions,
+        start: Instant,
+    ) -> Result<Model> {
         let model_err = |e: &dyn std::fmt::Display| Error::Model {
             path: path.to_path_buf(),
             reason: one_line(e),
@@ -101,10 +144,6 @@ impl Model {
             path: path.to_path_buf(),
             reason,
         };
-
-        let inference = tract_onnx::onnx()
-            .model_for_path(path)
-            .map_err(|e| model_err(&e))?;
         if inference.inputs.len() != 1 {
             return Err(shape_err(format!(
                 "it has {} inputs; an image classifier has one",
@@ -328,6 +367,27 @@ impl Model {
     }
 }
 
+/// Runs a model load, turning a panic inside tract into an error naming the model: a
+/// malformed or hostile file can trip an assertion deep in its parser or shape inference,
+/// and a bad file must not take the program down. (The panic message is still printed by
+/// the process's panic hook.)
+fn without_panics(path: &Path, load: impl FnOnce() -> Result<Model>) -> Result<Model> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(load)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(Error::Model {
+            path: path.to_path_buf(),
+            reason: format!(
+                "tract panicked while loading it ({}); the file is malformed or unsupported",
+                one_line(&message)
+            ),
+        })
+    })
+}
+
 fn apply_transform(mut model: TypedModel, name: &str) -> TractResult<TypedModel> {
     let transform = tract_onnx::tract_core::transform::get_transform(name)?.ok_or_else(|| {
         tract_onnx::tract_core::internal::format_err!("tract has no `{name}` transform")
@@ -389,5 +449,39 @@ impl std::str::FromStr for Threads {
 impl std::fmt::Display for Threads {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
+    #[test]
+    fn a_model_loads_from_bytes_as_from_its_file() {
+        let path = fixture("tiny-10class.onnx");
+        let bytes = std::fs::read(&path).unwrap();
+        let from_file = Model::load(&ModelSpec::new(&path), LoadOptions::default()).unwrap();
+        let name = Path::new("in-memory.onnx");
+        let mut model = Model::from_bytes(&bytes, name, None, LoadOptions::default()).unwrap();
+        assert_eq!(model.input(), from_file.input());
+        assert_eq!((model.num_classes(), model.name()), (10, "in-memory"));
+        let input = vec![0.5; model.input().len()];
+        assert_eq!(model.infer(&input).unwrap().len(), 10);
+    }
+
+    #[test]
+    fn malformed_bytes_are_an_error_naming_the_model() {
+        let bytes = std::fs::read(fixture("tiny-10class.onnx")).unwrap();
+        let name = Path::new("hostile.onnx");
+        for bad in [&b""[..], b"not a model at all", &bytes[..bytes.len() / 2]] {
+            let err = Model::from_bytes(bad, name, None, LoadOptions::default()).unwrap_err();
+            assert!(err.to_string().contains("hostile.onnx"), "{err}");
+        }
     }
 }
