@@ -72,6 +72,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// What was asked does not fit the memory budget.
+    #[error("memory budget: {0}")]
+    Memory(String),
     /// A value given by the caller is out of its valid range.
     #[error("{0}")]
     InvalidArgument(String),

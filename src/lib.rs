@@ -15,6 +15,10 @@
 //!   -> bench     each model alone and the cascade, compared             -> Report
 //! ```
 //!
+//! Across all of them, [`memory`] holds the one [`MemoryBudget`] the process keeps to: a
+//! quarter for a decoded image, the rest for the models (a later stage loads only if it
+//! fits, and is answered around if it never can).
+//!
 //! Each layer uses only the ones above it: [`runtime`] knows no file but models and their
 //! manifests, [`stream`], [`tune`] and [`bench`](mod@bench) use [`runtime`] and never the other way
 //! round, and only [`tune`]'s profile knows the profile's file format. The `cascade`
@@ -77,6 +81,7 @@ pub mod bench;
 pub mod energy;
 mod error;
 pub mod input;
+pub mod memory;
 pub mod output;
 pub mod runtime;
 pub mod stream;
@@ -84,6 +89,7 @@ pub mod tune;
 
 pub use error::{Error, Result};
 pub use input::{decode_file, PixelFormat, RgbImage};
+pub use memory::MemoryBudget;
 pub use runtime::{
     Cascade, CascadeBuilder, Decision, LoadOptions, Metric, Model, ModelSpec, Summary, Threads,
     Threshold,

@@ -219,7 +219,7 @@ pub fn init_logger(verbose: u8, quiet: bool) {
 /// Runs a parsed command; `Ok` carries the exit code (non-zero when some input failed).
 pub fn run(args: Args) -> CliResult<ExitCode> {
     if let Some(mb) = args.max_memory_mb {
-        cascade::input::MemoryBudget::from_mb(mb)?.apply();
+        cascade::MemoryBudget::from_mb(mb)?.apply();
     }
     match args.command {
         Command::Classify(c) => classify::run(c),

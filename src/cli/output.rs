@@ -71,6 +71,7 @@ pub fn decision_json(cascade: &Cascade, d: &Decision) -> Value {
         "confidence": d.confidence,
         "metric": cascade.metric().name(),
         "exit_stage": d.exit_stage,
+        "cut_short": d.cut_short.map(|c| c.name()),
         "latency_ms": ms(d.compute_time()),
         "top": top,
         "stages": stages,

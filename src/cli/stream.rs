@@ -219,6 +219,7 @@ fn answered_text(
     };
     let early = match a.answered_by {
         AnsweredBy::Deadline => ", answered early for the deadline",
+        AnsweredBy::Memory => ", answered early: the next stage does not fit the memory budget",
         _ => "",
     };
     let dropped = if dropped > 0 {

@@ -4,11 +4,19 @@
 //! The first stage is made resident when the cascade is built; later stages are loaded the
 //! first time an input is deferred to them and stay resident (unless released), so a
 //! workload of easy inputs never pays for the large model at all.
+//!
+//! Every load keeps to the memory budget's share for models
+//! ([`MemoryBudget::model_bytes`]): a later stage is loaded only if its estimated
+//! [`Footprint`](crate::runtime::Footprint) fits beside the resident stages, after releasing
+//! other later stages (least recently used first) if that makes room. A stage that still
+//! does not fit is refused, and the input is answered by the stage before it, marked
+//! [`CutShort::Memory`], rather than the process being killed by the kernel.
 
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::input::RgbImage;
+use crate::memory::MemoryBudget;
 use crate::runtime::Labels;
 use crate::runtime::Stage;
 use crate::runtime::{ExitRule, Metric, Ranked, Summary, Threshold, TOP_K};
@@ -30,6 +38,25 @@ pub struct StageRun {
     pub load: Option<Duration>,
 }
 
+/// Why an input was answered before its exit rule was satisfied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutShort {
+    /// The caller's deadline did not allow the next stage.
+    Deadline,
+    /// The next stage does not fit the memory budget beside the resident ones.
+    Memory,
+}
+
+impl CutShort {
+    /// The name in JSON records.
+    pub fn name(self) -> &'static str {
+        match self {
+            CutShort::Deadline => "deadline",
+            CutShort::Memory => "memory",
+        }
+    }
+}
+
 /// The record of one input through the cascade.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -43,8 +70,9 @@ pub struct Decision {
     pub exit_stage: usize,
     /// Every executed stage, in order; the last one is the exit stage.
     pub stages: heapless::Vec<StageRun, MAX_STAGES>,
-    /// The exit rule wanted a later stage, but the caller's deadline did not allow it.
-    pub cut_short: bool,
+    /// Set when the exit rule wanted a later stage that the deadline or the memory budget
+    /// did not allow.
+    pub cut_short: Option<CutShort>,
 }
 
 impl Decision {
@@ -89,6 +117,9 @@ pub struct CascadeBuilder {
     pub check: bool,
     /// Release a later stage once it has not run for this long (checked after each input).
     pub release_after_idle: Option<Duration>,
+    /// The memory the models must keep within; `None` means the process's
+    /// ([`MemoryBudget::current`]).
+    pub memory: Option<MemoryBudget>,
 }
 
 impl Default for CascadeBuilder {
@@ -107,6 +138,7 @@ impl CascadeBuilder {
             preload: false,
             check: false,
             release_after_idle: None,
+            memory: None,
         }
     }
 
@@ -151,6 +183,12 @@ impl CascadeBuilder {
     /// Release a later stage once it has not run for this long (checked after each input).
     pub fn release_after_idle(mut self, idle: Option<Duration>) -> Self {
         self.release_after_idle = idle;
+        self
+    }
+
+    /// Keep the models within `budget` instead of the process's memory budget.
+    pub fn memory(mut self, budget: MemoryBudget) -> Self {
+        self.memory = Some(budget);
         self
     }
 
@@ -199,9 +237,17 @@ impl CascadeBuilder {
             rules,
             self.metric,
             self.options,
-            self.preload,
+            self.memory.unwrap_or_else(MemoryBudget::current),
             self.release_after_idle,
         )?;
+        cascade.warn_about_stages_that_never_fit();
+        if self.preload {
+            for i in 1..n {
+                if cascade.make_room(i) {
+                    cascade.load_stage(i)?;
+                }
+            }
+        }
         if self.check {
             cascade.check()?;
         }
@@ -217,6 +263,9 @@ pub struct Cascade {
     rules: Vec<ExitRule>,
     metric: Metric,
     release_after_idle: Option<Duration>,
+    memory: MemoryBudget,
+    /// Later stages released to make room for another one.
+    released_for_memory: u64,
     num_classes: usize,
 }
 
@@ -224,37 +273,128 @@ impl Cascade {
     /// A one-model "cascade": every input is answered by its only stage. Lets a single model
     /// be classified, evaluated and benchmarked through exactly the same path as a cascade.
     pub fn single(spec: ModelSpec, options: LoadOptions) -> Result<Cascade> {
-        Self::assemble(vec![spec], Vec::new(), Metric::MaxProb, options, true, None)
+        Self::assemble(
+            vec![spec],
+            Vec::new(),
+            Metric::MaxProb,
+            options,
+            MemoryBudget::current(),
+            None,
+        )
     }
 
+    /// The stages, with the first one loaded (it must fit the budget on its own).
     fn assemble(
         specs: Vec<ModelSpec>,
         rules: Vec<ExitRule>,
         metric: Metric,
         options: LoadOptions,
-        preload: bool,
+        memory: MemoryBudget,
         release_after_idle: Option<Duration>,
     ) -> Result<Cascade> {
         let mut stages: Vec<Stage> = specs.into_iter().map(|s| Stage::new(s, options)).collect();
+        let need = stages[0].footprint().load_peak;
+        if need > memory.model_bytes() {
+            return Err(Error::Memory(format!(
+                "{} needs about {} MB to load, more than the {} MB a {} MB budget leaves for \
+                 models (see --max-memory-mb)",
+                stages[0].spec().path.display(),
+                need >> 20,
+                memory.model_bytes() >> 20,
+                memory.mb()
+            )));
+        }
         stages[0].load()?;
         let num_classes = stages[0].model().map_or(0, |m| m.num_classes());
-        let mut cascade = Cascade {
+        Ok(Cascade {
             stages,
             rules,
             metric,
             release_after_idle,
+            memory,
+            released_for_memory: 0,
             num_classes,
-        };
-        if preload {
-            for i in 1..cascade.stages.len() {
-                cascade.load_stage(i)?;
+        })
+    }
+
+    /// Warns, once when building, about each later stage that cannot fit beside the first
+    /// even with every other stage released: inputs it would get are answered earlier.
+    fn warn_about_stages_that_never_fit(&self) {
+        let first = &self.stages[0];
+        let room = self
+            .memory
+            .model_bytes()
+            .saturating_sub(first.footprint().resident);
+        for stage in &self.stages[1..] {
+            let need = stage.footprint().load_peak;
+            if need > room {
+                log::warn!(
+                    "{} needs about {} MB to load but a {} MB memory budget leaves {} MB beside \
+                     {}: inputs deferred to it will be answered by the stage before it",
+                    stage.spec().path.display(),
+                    need >> 20,
+                    self.memory.mb(),
+                    room >> 20,
+                    first.spec().path.display()
+                );
             }
         }
-        Ok(cascade)
+    }
+
+    /// Whether stage `i` is resident or can be loaded within the memory budget, releasing
+    /// other later stages (least recently used first) if that makes room.
+    pub fn make_room(&mut self, i: usize) -> bool {
+        let Some(stage) = self.stages.get(i) else {
+            return false;
+        };
+        if stage.is_loaded() {
+            return true;
+        }
+        let need = stage.footprint().load_peak;
+        let share = self.memory.model_bytes();
+        loop {
+            let resident: u64 = self
+                .stages
+                .iter()
+                .filter(|s| s.is_loaded())
+                .map(|s| s.footprint().resident)
+                .sum();
+            if resident + need <= share {
+                return true;
+            }
+            let victim = (1..self.stages.len())
+                .filter(|&j| j != i && self.stages[j].is_loaded())
+                .min_by_key(|&j| self.stages[j].last_used());
+            let Some(j) = victim else {
+                log::debug!(
+                    "{} refused: needs about {} MB to load, {} MB of the {} MB for models are in use",
+                    self.stages[i].spec().path.display(),
+                    need >> 20,
+                    resident >> 20,
+                    share >> 20
+                );
+                return false;
+            };
+            log::info!(
+                "releasing {} to make room for {} within the memory budget",
+                self.stages[j].spec().path.display(),
+                self.stages[i].spec().path.display()
+            );
+            self.stages[j].release();
+            self.released_for_memory += 1;
+        }
+    }
+
+    /// How many times a later stage was released to make room for another.
+    pub fn released_for_memory(&self) -> u64 {
+        self.released_for_memory
     }
 
     /// Loads stage `i` now if it is not resident, and checks that it agrees with stage 0.
     pub fn load_stage(&mut self, i: usize) -> Result<Option<Duration>> {
+        if !self.make_room(i) {
+            return Err(self.over_budget(i));
+        }
         let stage = self.stage_mut(i)?;
         let loaded = stage.load()?;
         if loaded.is_some() {
@@ -263,10 +403,24 @@ impl Cascade {
         Ok(loaded)
     }
 
+    fn over_budget(&self, i: usize) -> Error {
+        Error::Memory(format!(
+            "{} (about {} MB to load) does not fit the {} MB the memory budget leaves for \
+             models beside the resident stages (see --max-memory-mb)",
+            self.stages[i].spec().path.display(),
+            self.stages[i].footprint().load_peak >> 20,
+            self.memory.model_bytes() >> 20
+        ))
+    }
+
     /// Loads every later stage once to check that it is readable and compatible, then
-    /// releases those that were not resident, so laziness is kept.
+    /// releases those that were not resident, so laziness is kept. A stage that cannot fit
+    /// the memory budget is skipped (the build warned about it).
     pub fn check(&mut self) -> Result<()> {
         for i in 1..self.stages.len() {
+            if !self.make_room(i) {
+                continue;
+            }
             if self.load_stage(i)?.is_some() {
                 self.stages[i].release();
             }
@@ -331,10 +485,18 @@ impl Cascade {
                 Some(rule) => run.confidence >= rule.threshold.get(),
                 None => true,
             };
-            let cut_short = !exits && !may_defer(i + 1, spent);
+            let cut_short = if exits {
+                None
+            } else if !may_defer(i + 1, spent) {
+                Some(CutShort::Deadline)
+            } else if !self.make_room(i + 1) {
+                Some(CutShort::Memory)
+            } else {
+                None
+            };
             // Capacity is MAX_STAGES and the builder caps the stage count at that.
             let _ = runs.push(run);
-            if exits || cut_short {
+            if exits || cut_short.is_some() {
                 self.release_idle(i);
                 return Ok(Decision {
                     class: run.class,
@@ -368,10 +530,15 @@ impl Cascade {
     }
 
     /// Runs every stage on `image`, whatever the exit rules say (loading any that is not
-    /// resident): what calibration needs to know how each stage does on each input.
+    /// resident): what calibration needs to know how each stage does on each input. A stage
+    /// that cannot fit the memory budget is an error here: there is no earlier answer to
+    /// stand in for a measurement.
     pub fn observe_all(&mut self, image: &RgbImage) -> Result<heapless::Vec<StageRun, MAX_STAGES>> {
         let mut runs = heapless::Vec::new();
         for i in 0..self.stages.len() {
+            if !self.make_room(i) {
+                return Err(self.over_budget(i));
+            }
             let (run, _) = self.run_stage(i, image)?;
             let _ = runs.push(run);
         }

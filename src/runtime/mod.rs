@@ -7,20 +7,25 @@
 //! - [`ModelSpec`], [`Model`]: an ONNX classifier loaded and optimized by tract, fed as its
 //!   sidecar [`Manifest`] ([`InputSpec`]) says, named by its [`Labels`];
 //! - [`Preprocessor`]: resize, center crop, normalize, NCHW or NHWC, into reused buffers;
-//! - [`Stage`]: a model that loads itself on first need and can be released;
+//! - [`Stage`]: a model that loads itself on first need and can be released, with its
+//!   estimated [`Footprint`] (loaded only if that fits the memory budget);
 //! - [`Summary`], [`Metric`], [`Threshold`]: how sure a stage is, and when that is enough;
 //! - [`CascadeBuilder`], [`Cascade`]: run the cheapest stage first, defer while unsure.
 
 mod cascade;
 mod confidence;
+mod footprint;
 mod labels;
 pub(crate) mod manifest;
 mod model;
 mod preprocess;
 mod stage;
 
-pub use cascade::{Cascade, CascadeBuilder, Decision, StageRun, DEFAULT_THRESHOLD, MAX_STAGES};
+pub use cascade::{
+    Cascade, CascadeBuilder, CutShort, Decision, StageRun, DEFAULT_THRESHOLD, MAX_STAGES,
+};
 pub use confidence::{ExitRule, Metric, Ranked, Summary, Threshold, TOP_K};
+pub use footprint::Footprint;
 pub use labels::Labels;
 pub use manifest::{InputSpec, Layout, Manifest, Normalization};
 pub use model::{LoadOptions, Model, ModelSpec, Threads};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::input::RgbImage;
-use crate::runtime::Preprocessor;
+use crate::runtime::{Footprint, Preprocessor};
 use crate::runtime::{LoadOptions, Model, ModelSpec};
 
 /// A cascade stage.
@@ -16,6 +16,7 @@ use crate::runtime::{LoadOptions, Model, ModelSpec};
 pub struct Stage {
     spec: ModelSpec,
     options: LoadOptions,
+    footprint: Footprint,
     model: Option<Model>,
     preprocessor: Option<Preprocessor>,
     loads: usize,
@@ -36,6 +37,7 @@ impl Stage {
     /// A stage that loads nothing until it is first run or [`Stage::load`]ed.
     pub fn new(spec: ModelSpec, options: LoadOptions) -> Stage {
         Stage {
+            footprint: Footprint::of_file(&spec.path),
             spec,
             options,
             model: None,
@@ -77,14 +79,20 @@ impl Stage {
         Ok(Some(took))
     }
 
-    /// Drops the model to free its memory; the next run loads it again. Returns whether
-    /// anything was released.
+    /// Drops the model and gives its memory back to the system; the next run loads it
+    /// again. Returns whether anything was released.
     pub fn release(&mut self) -> bool {
         let was = self.model.take().is_some();
         if was {
+            crate::memory::return_freed_memory();
             log::info!("released {}", self.spec.path.display());
         }
         was
+    }
+
+    /// The model's estimated memory (see [`Footprint`]).
+    pub fn footprint(&self) -> Footprint {
+        self.footprint
     }
 
     pub fn is_loaded(&self) -> bool {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::input::{FrameConverter, FrameFormat};
 use crate::runtime::Threshold;
-use crate::runtime::{Cascade, Decision, MAX_STAGES};
+use crate::runtime::{Cascade, CutShort, Decision, MAX_STAGES};
 use crate::stream::BudgetController;
 use crate::stream::Deadline;
 use crate::tune::Budget;
@@ -24,6 +24,8 @@ pub enum AnsweredBy {
     LastStage,
     /// It was not confident, but deferring would have missed the frame's deadline.
     Deadline,
+    /// It was not confident, but the next stage does not fit the memory budget.
+    Memory,
 }
 
 impl AnsweredBy {
@@ -32,6 +34,7 @@ impl AnsweredBy {
             AnsweredBy::Confident => "confident",
             AnsweredBy::LastStage => "last-stage",
             AnsweredBy::Deadline => "deadline",
+            AnsweredBy::Memory => "memory",
         }
     }
 }
@@ -177,12 +180,12 @@ impl StreamClassifier {
                 Budget::EnergyMj(_) => energy_mj.unwrap_or(0.0),
             });
         }
-        let answered_by = if decision.cut_short {
-            AnsweredBy::Deadline
-        } else if decision.exit_stage + 1 == self.cascade.stages().len() {
-            AnsweredBy::LastStage
-        } else {
-            AnsweredBy::Confident
+        let last = decision.exit_stage + 1 == self.cascade.stages().len();
+        let answered_by = match decision.cut_short {
+            Some(CutShort::Deadline) => AnsweredBy::Deadline,
+            Some(CutShort::Memory) => AnsweredBy::Memory,
+            None if last => AnsweredBy::LastStage,
+            None => AnsweredBy::Confident,
         };
         Ok(FrameOutcome::Answered(Box::new(Answer {
             decision,

@@ -31,6 +31,12 @@ impl Summary {
             if with_deadline {
                 out += &format!("; {} answered early for the deadline", s.cut_short);
             }
+            if s.over_memory > 0 {
+                out += &format!(
+                    "; {} answered early: the next stage does not fit the memory budget",
+                    s.over_memory
+                );
+            }
             out.push('\n');
         }
         out += &format!(

@@ -174,6 +174,8 @@ pub struct Summary {
     pub skipped: u64,
     /// Frames answered early to keep their deadline.
     pub cut_short: u64,
+    /// Frames answered early because the next stage does not fit the memory budget.
+    pub over_memory: u64,
     pub input_fps: f64,
     /// Classified frames per second.
     pub fps: f64,
@@ -352,6 +354,7 @@ impl Session {
             dropped: counts.dropped,
             skipped: counts.skipped + s.unreadable,
             cut_short: s.cut_short,
+            over_memory: s.over_memory,
             input_fps: counts.frames_in as f64 / secs,
             fps: s.classified as f64 / secs,
             exit_shares: s.exit_shares(self.classifier.cascade().stages().len()),

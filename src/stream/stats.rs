@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::runtime::MAX_STAGES;
+use crate::runtime::{CutShort, MAX_STAGES};
 
 /// Buckets cover 1 µs to about 6 hours at 1% steps.
 const BUCKETS: usize = 2400;
@@ -81,6 +81,8 @@ pub struct StreamStats {
     pub unreadable: u64,
     /// Frames answered early because deferring would have missed the deadline.
     pub cut_short: u64,
+    /// Frames answered early because the next stage does not fit the memory budget.
+    pub over_memory: u64,
     /// Answers per exit stage.
     pub exits: [u64; MAX_STAGES],
     /// Compute time of the executed stages.
@@ -95,13 +97,17 @@ impl StreamStats {
     pub fn record(
         &mut self,
         exit_stage: usize,
-        cut_short: bool,
+        cut_short: Option<CutShort>,
         compute: Duration,
         age: Duration,
         energy_mj: Option<f64>,
     ) {
         self.classified += 1;
-        self.cut_short += u64::from(cut_short);
+        match cut_short {
+            Some(CutShort::Deadline) => self.cut_short += 1,
+            Some(CutShort::Memory) => self.over_memory += 1,
+            None => {}
+        }
         if let Some(n) = self.exits.get_mut(exit_stage) {
             *n += 1;
         }
@@ -155,12 +161,12 @@ mod tests {
     fn exit_shares_and_energy() {
         let mut s = StreamStats::default();
         let ms = Duration::from_millis;
-        s.record(0, false, ms(10), ms(12), Some(5.0));
-        s.record(0, false, ms(10), ms(12), Some(5.0));
-        s.record(1, false, ms(40), ms(45), Some(25.0));
-        s.record(0, true, ms(10), ms(80), Some(5.0));
+        s.record(0, None, ms(10), ms(12), Some(5.0));
+        s.record(0, Some(CutShort::Memory), ms(10), ms(12), Some(5.0));
+        s.record(1, None, ms(40), ms(45), Some(25.0));
+        s.record(0, Some(CutShort::Deadline), ms(10), ms(80), Some(5.0));
         assert_eq!(s.exit_shares(2), vec![0.75, 0.25]);
-        assert_eq!(s.cut_short, 1);
+        assert_eq!((s.cut_short, s.over_memory), (1, 1));
         assert_eq!(s.mean_energy_mj(), Some(10.0));
         assert_eq!(StreamStats::default().mean_energy_mj(), None);
     }

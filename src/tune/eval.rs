@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::runtime::{Cascade, Decision, Metric, Threads};
+use crate::runtime::{Cascade, CutShort, Decision, Metric, Threads};
 use crate::tune::Dataset;
 use crate::tune::Latency;
 
@@ -106,6 +106,8 @@ pub struct EvalSummary {
     pub top1: Option<f64>,
     pub top5: Option<f64>,
     pub exit_shares: Vec<f64>,
+    /// Images answered early because the next stage does not fit the memory budget.
+    pub over_memory: usize,
     /// Preprocessing plus inference per image, loads excluded.
     pub latency_ms: Latency,
     pub decode_ms_mean: f64,
@@ -139,6 +141,11 @@ impl EvalReport {
             top1: self.top1(),
             top5: self.top5(),
             exit_shares: self.exit_shares(),
+            over_memory: self
+                .records
+                .iter()
+                .filter(|r| r.decision.cut_short == Some(CutShort::Memory))
+                .count(),
             latency_ms: self.latency(),
             decode_ms_mean: self.decode_time.as_secs_f64() * 1e3 / self.records.len().max(1) as f64,
             loads: self
@@ -179,6 +186,12 @@ impl EvalSummary {
                 .map(|(i, v)| format!("stage {i}: {:.1}%", 100.0 * v))
                 .collect();
             out += &format!("exits      {}\n", s.join(", "));
+        }
+        if self.over_memory > 0 {
+            out += &format!(
+                "memory     {} image(s) answered early: the next stage does not fit the memory budget\n",
+                self.over_memory
+            );
         }
         let l = &self.latency_ms;
         out += &format!(

@@ -3,6 +3,8 @@
 use crate::common;
 
 use cascade::input::{decode_file, RgbImage};
+use cascade::runtime::CutShort;
+use cascade::MemoryBudget;
 use cascade::{Cascade, CascadeBuilder, LoadOptions, Metric, ModelSpec, Summary, Threshold};
 
 fn images(step: usize) -> Vec<RgbImage> {
@@ -196,7 +198,10 @@ fn a_deadline_can_cut_the_cascade_short() {
             false
         })
         .unwrap();
-    assert_eq!((d.exit_stage, d.cut_short, d.stages.len()), (0, true, 1));
+    assert_eq!(
+        (d.exit_stage, d.cut_short, d.stages.len()),
+        (0, Some(CutShort::Deadline), 1)
+    );
     assert_eq!(asked.len(), 1);
     assert_eq!(asked[0].0, 1);
     assert!(asked[0].1 > std::time::Duration::ZERO);
@@ -207,8 +212,76 @@ fn a_deadline_can_cut_the_cascade_short() {
 
     // Allowed to defer, or lowered to a threshold every input meets: not cut short.
     let d = c.classify_until(&imgs[0], |_, _| true).unwrap();
-    assert_eq!((d.exit_stage, d.cut_short), (1, false));
+    assert_eq!((d.exit_stage, d.cut_short), (1, None));
     c.set_threshold(Threshold::new(0.0).unwrap());
     let d = c.classify(&imgs[0]).unwrap();
-    assert_eq!((d.exit_stage, d.cut_short), (0, false));
+    assert_eq!((d.exit_stage, d.cut_short), (0, None));
+}
+
+/// A plain grey picture: no model is sure of it, so every exit rule defers.
+fn grey() -> RgbImage {
+    RgbImage::from_pixel(300, 300, image::Rgb([128, 128, 128]))
+}
+
+#[test]
+fn a_later_stage_that_does_not_fit_the_memory_budget_is_refused() {
+    needs_shared_data!();
+    // Too small for Lite0 alone (about 53 MB to load, 30 MB for models in a 40 MB budget).
+    let err = two_stage(0.99)
+        .memory(MemoryBudget::from_mb(40).unwrap())
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, cascade::Error::Memory(_)), "{err}");
+
+    // 100 MB leaves 75 for models: Lite0 fits, Lite0 beside Lite2's load does not.
+    let mut c = two_stage(0.99)
+        .memory(MemoryBudget::from_mb(100).unwrap())
+        .build()
+        .unwrap();
+    let d = c.classify(&grey()).unwrap();
+    assert_eq!(
+        (d.exit_stage, d.cut_short, d.stages.len()),
+        (0, Some(CutShort::Memory), 1)
+    );
+    assert_eq!(c.stages()[1].load_count(), 0, "Lite2 was never loaded");
+    assert!(matches!(c.load_stage(1), Err(cascade::Error::Memory(_))));
+    // Calibration needs every stage: an error, not a silent gap.
+    assert!(matches!(
+        c.observe_all(&grey()),
+        Err(cascade::Error::Memory(_))
+    ));
+
+    // With room, the same input defers to Lite2.
+    let mut c = two_stage(0.99)
+        .memory(MemoryBudget::from_mb(512).unwrap())
+        .build()
+        .unwrap();
+    let d = c.classify(&grey()).unwrap();
+    assert_eq!((d.exit_stage, d.cut_short), (1, None));
+}
+
+#[test]
+fn a_stage_is_released_to_make_room_for_the_next() {
+    needs_shared_data!();
+    // 180 MB leaves 135 for models: Lite0 beside Lite1, or Lite0 beside Lite2, but not all
+    // three (Lite0 ~41 + Lite1 ~47 resident + Lite2 ~70 to load).
+    let mut c = CascadeBuilder::new()
+        .stage(ModelSpec::new(common::model("efficientnet-lite0")))
+        .stage(ModelSpec::new(common::model("efficientnet-lite1")))
+        .stage(ModelSpec::new(common::model("efficientnet-lite2")))
+        .metric(Metric::MaxProb)
+        .threshold(Threshold::new(0.99).unwrap())
+        .memory(MemoryBudget::from_mb(180).unwrap())
+        .build()
+        .unwrap();
+    let d = c.classify(&grey()).unwrap();
+    assert_eq!((d.exit_stage, d.cut_short, d.stages.len()), (2, None, 3));
+    assert_eq!(c.released_for_memory(), 1);
+    let loaded: Vec<bool> = c.stages().iter().map(|s| s.is_loaded()).collect();
+    assert_eq!(loaded, [true, false, true], "Lite1 made room for Lite2");
+    // The next unsure input needs Lite1 again: Lite2 goes, Lite1 comes back.
+    let d = c.classify(&grey()).unwrap();
+    assert_eq!(d.exit_stage, 2);
+    assert_eq!(c.released_for_memory(), 3);
+    assert_eq!(c.stages()[1].load_count(), 2);
 }

@@ -317,17 +317,19 @@ fn an_unwritable_output_fails_before_the_work_and_says_write() {
 #[test]
 fn a_small_memory_budget_refuses_large_images_with_a_clear_error() {
     needs_shared_data!();
-    // 32 MB: at most 32 MiB / 4 / 3 = 2.8 megapixels; the tench photo is far smaller.
-    let small = ["--max-memory-mb", "32"];
-    let mut args = small.to_vec();
+    // 80 MB: Lite0 (about 53 MB to load) fits the 60 MB models' share, and an image may
+    // have at most 80 MiB / 4 / 3 = 7 megapixels; the tench photo is far smaller.
     let (l0, t) = (lite0(), tench());
-    args.extend(["classify", "--model", &l0, &t]);
-    assert!(cascade(&args).status.success());
+    assert!(
+        cascade(&["--max-memory-mb", "80", "classify", "--model", &l0, &t])
+            .status
+            .success()
+    );
     let out = cascade(&["--max-memory-mb", "8", "classify", "--model", &l0, &t]);
     assert_fails_with(&out, "at least 32");
     let out = cascade(&[
         "--max-memory-mb",
-        "32",
+        "80",
         "stream",
         "--model",
         &l0,
@@ -337,6 +339,63 @@ fn a_small_memory_budget_refuses_large_images_with_a_clear_error() {
         "4000x3000",
     ]);
     assert_fails_with(&out, "4000x3000 pixels is more than");
+}
+
+#[test]
+fn a_budget_too_small_for_the_first_model_is_refused_before_loading() {
+    needs_shared_data!();
+    let out = cascade(&[
+        "--max-memory-mb",
+        "40",
+        "classify",
+        "--model",
+        &lite0(),
+        &tench(),
+    ]);
+    assert_fails_with(&out, "memory budget: ");
+    assert_fails_with(&out, "needs about 53 MB to load");
+}
+
+#[test]
+fn a_budget_too_small_for_lite2_answers_from_lite0_and_says_so() {
+    needs_shared_data!();
+    // 100 MB leaves 75 for models: Lite0 resident (about 41) plus Lite2's load (about 70)
+    // does not fit, so every input Lite0 is unsure of is answered by Lite0, counted.
+    let data = common::sample_dir();
+    let out = cascade(&[
+        "--max-memory-mb",
+        "100",
+        "eval",
+        "--stage",
+        &lite0(),
+        "--stage",
+        &common::model_arg("efficientnet-lite2"),
+        "--threshold",
+        "0.99",
+        "--limit",
+        "10",
+        "--data",
+        p(&data),
+    ]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("efficientnet-lite2.onnx needs about")
+            && stderr.contains("answered by the stage before it"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("stage 0: 100.0%"), "{stdout}");
+    assert!(
+        stdout.contains("answered early: the next stage does not fit the memory budget"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("load       stage 1"),
+        "Lite2 never loads: {stdout}"
+    );
 }
 
 #[test]

@@ -1,0 +1,193 @@
+//! The process's memory: one budget that every allocation of consequence follows, and the
+//! allocator settings that let freed memory actually go back to the system.
+//!
+//! A board may have 512 MB for everything. The [`MemoryBudget`] (by default half of the
+//! memory this process can have) is split in two: a quarter for one decoded image or frame
+//! (decoding refuses, from the header, anything larger; see `input`), and the rest for the
+//! models (a later stage is loaded only if its estimated footprint fits beside what is
+//! resident; see `runtime::Footprint`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+
+/// Bytes per decoded pixel (8-bit RGB).
+pub(crate) const BYTES_PER_PIXEL: u64 = 3;
+
+/// The share of the budget one decoded image may take: one part in four.
+const IMAGE_SHARE: u64 = 4;
+
+/// The smallest budget that still decodes a 1080p camera frame with room to spare.
+const MIN_BUDGET_MB: u64 = 32;
+
+/// The memory the process may use, in bytes: the one setting decode limits follow from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget(u64);
+
+impl MemoryBudget {
+    /// A budget of `mb` megabytes (at least 32).
+    pub fn from_mb(mb: u64) -> Result<MemoryBudget> {
+        if mb < MIN_BUDGET_MB {
+            return Err(Error::InvalidArgument(format!(
+                "--max-memory-mb must be at least {MIN_BUDGET_MB}, got {mb}"
+            )));
+        }
+        Ok(MemoryBudget(mb.saturating_mul(1 << 20)))
+    }
+
+    /// Half of the memory this process can have: the least of the machine's memory
+    /// (`MemTotal`), its address-space limit (`ulimit -v`) and its cgroup's memory limit
+    /// (v2 `memory.max` or v1 `memory.limit_in_bytes`); 512 MB where none can be read.
+    pub fn of_machine() -> MemoryBudget {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let cgroups = read("/proc/self/cgroup");
+        let mut cgroup_limits = Vec::new();
+        for line in cgroups.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
+            match (controllers, path) {
+                (Some(""), Some(path)) => {
+                    cgroup_limits.push(read(&format!("/sys/fs/cgroup{path}/memory.max")))
+                }
+                (Some("memory"), Some(path)) => cgroup_limits.push(read(&format!(
+                    "/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"
+                ))),
+                _ => {}
+            }
+        }
+        let least = least_memory(
+            &read("/proc/meminfo"),
+            &read("/proc/self/limits"),
+            &cgroup_limits,
+        );
+        match least {
+            Some(bytes) => MemoryBudget((bytes / 2).max(MIN_BUDGET_MB << 20)),
+            None => MemoryBudget(512 << 20),
+        }
+    }
+
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+
+    /// The most pixels one decoded image or frame may have under this budget.
+    pub fn max_pixels(self) -> u64 {
+        self.image_bytes() / BYTES_PER_PIXEL
+    }
+
+    /// The bytes one decoded image may take: a quarter of the budget.
+    pub fn image_bytes(self) -> u64 {
+        self.0 / IMAGE_SHARE
+    }
+
+    /// The bytes the models may take: the budget less one image's share.
+    pub fn model_bytes(self) -> u64 {
+        self.0 - self.image_bytes()
+    }
+
+    /// Makes this budget the process's: every later decode, frame format and cascade built
+    /// without a budget of its own follows it.
+    pub fn apply(self) {
+        BUDGET.store(self.0, Ordering::Relaxed);
+    }
+
+    /// The process's budget: the one [`apply`](Self::apply)'d, or else the machine's.
+    pub fn current() -> MemoryBudget {
+        match BUDGET.load(Ordering::Relaxed) {
+            0 => {
+                let budget = MemoryBudget::of_machine();
+                BUDGET.store(budget.0, Ordering::Relaxed);
+                budget
+            }
+            n => MemoryBudget(n),
+        }
+    }
+
+    /// Megabytes (MiB), for messages.
+    pub fn mb(self) -> u64 {
+        self.0 >> 20
+    }
+}
+
+/// The least of the memory figures a process is held to, in bytes: `MemTotal` from
+/// /proc/meminfo, the soft "Max address space" from /proc/self/limits, and cgroup limits
+/// (a number, or `max` for none).
+fn least_memory(meminfo: &str, limits: &str, cgroup_limits: &[String]) -> Option<u64> {
+    let total = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| kb * 1024);
+    let address_space = limits
+        .lines()
+        .find(|l| l.starts_with("Max address space"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<u64>().ok());
+    let cgroups = cgroup_limits
+        .iter()
+        .filter_map(|v| v.trim().parse::<u64>().ok());
+    total.into_iter().chain(address_space).chain(cgroups).min()
+}
+
+/// The process's budget in bytes; 0 until set or first read.
+static BUDGET: AtomicU64 = AtomicU64::new(0);
+
+/// glibc raises its mmap threshold each time a large block is freed; after that, decode and
+/// resize buffers of varying sizes come from the heap and fragment it for good. Measured
+/// with `/usr/bin/time -v cascade --threads 1 eval --stage lite0 --stage lite2` over the 500
+/// shared images: 949 MB peak RSS with glibc's default, 113 MB with a fixed 1 MiB threshold,
+/// which keeps every large buffer in its own mapping, returned to the system when freed.
+/// Call once, first thing in `main`, before any thread starts. (musl's allocator maps
+/// large blocks on its own and needs no setting; elsewhere this does nothing.)
+pub fn keep_large_buffers_out_of_the_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; the caller runs it before any
+    // thread is started.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+/// Gives the heap's free pages back to the system. A model is thousands of small blocks
+/// (tract's graph, packed weights below the mmap threshold), so dropping one frees little
+/// resident memory by itself: loading Lite0 and Lite2 then dropping both left 63 of 77 MB
+/// resident; trimming brought it to 17 MB. Called when a stage is released.
+pub fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_and_their_pixel_limits() {
+        assert!(MemoryBudget::from_mb(8).is_err());
+        let b = MemoryBudget::from_mb(512).unwrap();
+        // 512 MiB / 4 / 3 bytes: about 44.7 megapixels, a 12 MP photo fits three times over.
+        assert_eq!(b.max_pixels(), (512u64 << 20) / 12);
+        // The rest is the models': 384 MiB.
+        assert_eq!(b.model_bytes(), 384 << 20);
+        assert_eq!(b.image_bytes() + b.model_bytes(), b.bytes());
+        assert!(MemoryBudget::of_machine().bytes() >= 32 << 20);
+    }
+
+    #[test]
+    fn the_least_of_machine_ulimit_and_cgroup_counts() {
+        let meminfo = "MemTotal:       24000000 kB\nMemFree: 1 kB\n";
+        let unlimited = "Max cpu time              unlimited            unlimited            seconds\n\
+                         Max address space         unlimited            unlimited            bytes\n";
+        let limited = "Max address space         367001600            unlimited            bytes\n";
+        let gb = 24_000_000 * 1024;
+        assert_eq!(least_memory(meminfo, unlimited, &[]), Some(gb));
+        assert_eq!(least_memory(meminfo, limited, &[]), Some(367_001_600));
+        let cgroup = ["max\n".to_string(), "536870912\n".to_string()];
+        assert_eq!(least_memory(meminfo, unlimited, &cgroup), Some(536_870_912));
+        assert_eq!(least_memory("", "", &[]), None);
+    }
+}
