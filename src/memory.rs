@@ -7,6 +7,7 @@
 //! models (a later stage is loaded only if its estimated footprint fits beside what is
 //! resident; see `runtime::Footprint`).
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
@@ -39,25 +40,17 @@ impl MemoryBudget {
     /// (`MemTotal`), its address-space limit (`ulimit -v`) and its cgroup's memory limit
     /// (v2 `memory.max` or v1 `memory.limit_in_bytes`); 512 MB where none can be read.
     pub fn of_machine() -> MemoryBudget {
-        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-        let cgroups = read("/proc/self/cgroup");
-        let mut cgroup_limits = Vec::new();
-        for line in cgroups.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
-            match (controllers, path) {
-                (Some(""), Some(path)) => {
-                    cgroup_limits.push(read(&format!("/sys/fs/cgroup{path}/memory.max")))
-                }
-                (Some("memory"), Some(path)) => cgroup_limits.push(read(&format!(
-                    "/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"
-                ))),
-                _ => {}
-            }
-        }
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        let cgroup_limits: Vec<String> = cgroup_limit_files(
+            &read(Path::new("/proc/self/cgroup")),
+            Path::new("/sys/fs/cgroup"),
+        )
+        .iter()
+        .map(|p| read(p))
+        .collect();
         let least = least_memory(
-            &read("/proc/meminfo"),
-            &read("/proc/self/limits"),
+            &read(Path::new("/proc/meminfo")),
+            &read(Path::new("/proc/self/limits")),
             &cgroup_limits,
         );
         match least {
@@ -96,6 +89,11 @@ impl MemoryBudget {
         match BUDGET.load(Ordering::Relaxed) {
             0 => {
                 let budget = MemoryBudget::of_machine();
+                log::info!(
+                    "memory budget {} MB: half of the least of the machine's memory, ulimit -v \
+                     and the cgroup limit (set with --max-memory-mb)",
+                    budget.mb()
+                );
                 BUDGET.store(budget.0, Ordering::Relaxed);
                 budget
             }
@@ -107,6 +105,36 @@ impl MemoryBudget {
     pub fn mb(self) -> u64 {
         self.0 >> 20
     }
+}
+
+/// The files that may hold this process's cgroup memory limits, given /proc/self/cgroup
+/// and the cgroup mount point: for its own cgroup and every ancestor (a limit set on a
+/// parent, such as a systemd slice, binds too), v2's `memory.max` (at the mount point, or
+/// under `unified/` on a hybrid v1/v2 system) and v1's `memory.limit_in_bytes`.
+fn cgroup_limit_files(proc_cgroup: &str, root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for line in proc_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
+        let (bases, file) = match (controllers, path) {
+            (Some(""), Some(_)) => (vec![root.to_path_buf(), root.join("unified")], "memory.max"),
+            (Some(c), Some(_)) if c.split(',').any(|c| c == "memory") => {
+                (vec![root.join("memory")], "memory.limit_in_bytes")
+            }
+            _ => continue,
+        };
+        let Some(path) = path else { continue };
+        let mut dir = PathBuf::from(path.trim_start_matches('/'));
+        loop {
+            for base in &bases {
+                files.push(base.join(&dir).join(file));
+            }
+            if !dir.pop() {
+                break;
+            }
+        }
+    }
+    files
 }
 
 /// The least of the memory figures a process is held to, in bytes: `MemTotal` from
@@ -189,5 +217,34 @@ mod tests {
         let cgroup = ["max\n".to_string(), "536870912\n".to_string()];
         assert_eq!(least_memory(meminfo, unlimited, &cgroup), Some(536_870_912));
         assert_eq!(least_memory("", "", &[]), None);
+    }
+
+    #[test]
+    fn cgroup_limits_are_read_for_the_cgroup_and_its_ancestors() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |rel: &str, text: &str| {
+            let p = root.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        // v1: the service's own limit is 400 MB, its slice's 300 MB; v2 says "max".
+        write("memory/slice/svc/memory.limit_in_bytes", "419430400\n");
+        write("memory/slice/memory.limit_in_bytes", "314572800\n");
+        write("memory/memory.limit_in_bytes", "9223372036854771712\n");
+        write("unified/slice/svc/memory.max", "max\n");
+        let proc_cgroup = "4:memory:/slice/svc\n3:cpu,cpuacct:/slice/svc\n0::/slice/svc\n";
+        let files = cgroup_limit_files(proc_cgroup, root.path());
+        assert!(files.contains(&root.path().join("memory/slice/memory.limit_in_bytes")));
+        assert!(files.contains(&root.path().join("unified/slice/svc/memory.max")));
+        let limits: Vec<String> = files
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .collect();
+        let meminfo = "MemTotal:       24000000 kB\n";
+        assert_eq!(least_memory(meminfo, "", &limits), Some(314_572_800));
+        // v1 controllers listed together still count as the memory controller.
+        let files = cgroup_limit_files("5:memory,hugetlb:/a\n", root.path());
+        assert_eq!(files.len(), 2);
+        assert!(cgroup_limit_files("", root.path()).is_empty());
     }
 }
