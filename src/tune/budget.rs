@@ -1,6 +1,6 @@
 //! What a calibration aims at: a cost budget per input (latency or energy), or an accuracy
-//! to reach as cheaply as possible. Validated on construction, so a `Budget` in hand is
-//! always positive and finite.
+//! to reach as cheaply as possible. Validated on construction, read from a profile file
+//! included, so a `Budget` in hand is always positive and finite.
 
 use std::fmt;
 
@@ -11,9 +11,28 @@ use crate::error::{Error, Result};
 /// A cost limit per input: positive and finite.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "kebab-case")]
+#[serde(try_from = "BudgetFile")]
 pub enum Budget {
     LatencyMs(f64),
     EnergyMj(f64),
+}
+
+/// A budget as a file writes it, before it is checked.
+#[derive(Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "kebab-case")]
+enum BudgetFile {
+    LatencyMs(f64),
+    EnergyMj(f64),
+}
+
+impl TryFrom<BudgetFile> for Budget {
+    type Error = Error;
+    fn try_from(b: BudgetFile) -> Result<Budget> {
+        match b {
+            BudgetFile::LatencyMs(v) => positive(v, "a latency budget").map(Budget::LatencyMs),
+            BudgetFile::EnergyMj(v) => positive(v, "an energy budget").map(Budget::EnergyMj),
+        }
+    }
 }
 
 impl Budget {
@@ -52,11 +71,30 @@ fn positive(v: f64, what: &str) -> Result<f64> {
 /// What the threshold is chosen for.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "kebab-case")]
+#[serde(try_from = "TargetFile")]
 pub enum Target {
     /// Best accuracy whose expected cost is within the budget.
     Budget(Budget),
     /// Cheapest threshold whose accuracy reaches this share (0..=1).
     MinAccuracy(f64),
+}
+
+/// A target as a file writes it, before it is checked.
+#[derive(Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "kebab-case")]
+enum TargetFile {
+    Budget(Budget),
+    MinAccuracy(f64),
+}
+
+impl TryFrom<TargetFile> for Target {
+    type Error = Error;
+    fn try_from(t: TargetFile) -> Result<Target> {
+        match t {
+            TargetFile::Budget(b) => Ok(Target::Budget(b)),
+            TargetFile::MinAccuracy(v) => Target::min_accuracy(v),
+        }
+    }
 }
 
 impl Target {
@@ -87,5 +125,33 @@ impl fmt::Display for Target {
             Target::Budget(b) => write!(f, "budget {:.3} {}", b.value(), b.unit()),
             Target::MinAccuracy(a) => write!(f, "accuracy >= {:.1}%", 100.0 * a),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `profile` fuzz target: a profile whose budget was 0 (or negative, or
+    /// NaN) was read as a `Budget`, which is documented to be positive and finite.
+    #[test]
+    fn a_budget_read_from_a_file_is_checked_like_one_given_on_the_command_line() {
+        let read = |text: &str| toml::from_str::<Target>(text).map_err(|e| e.to_string());
+        let ok = read("kind = \"budget\"\nvalue = { kind = \"latency-ms\", value = 35.0 }\n");
+        assert_eq!(ok, Ok(Target::Budget(Budget::latency_ms(35.0).unwrap())));
+        for bad in ["0.0", "-1.0", "nan", "inf"] {
+            for kind in ["latency-ms", "energy-mj"] {
+                let text =
+                    format!("kind = \"budget\"\nvalue = {{ kind = \"{kind}\", value = {bad} }}\n");
+                let err = read(&text).unwrap_err();
+                assert!(err.contains("must be a positive number"), "{err}");
+            }
+        }
+        for bad in ["0.0", "1.5", "nan"] {
+            let err = read(&format!("kind = \"min-accuracy\"\nvalue = {bad}\n")).unwrap_err();
+            assert!(err.contains("must be in (0, 1]"), "{err}");
+        }
+        let round = toml::to_string(&ok.unwrap()).unwrap();
+        assert!(read(&round).is_ok(), "{round}");
     }
 }
