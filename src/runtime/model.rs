@@ -475,6 +475,27 @@ mod tests {
         assert_eq!(model.infer(&input).unwrap().len(), 10);
     }
 
+    /// Found by the `model` fuzz target: a graph output naming a value no node makes
+    /// panics inside tract's ONNX parser (an index into its outlets by name). From bytes
+    /// or from a file, that is an error naming the model, never a crash.
+    #[test]
+    fn a_panic_inside_tract_is_an_error() {
+        let mut bytes = std::fs::read(fixture("tiny-10class.onnx")).unwrap();
+        let output = bytes.windows(6).rposition(|w| w == b"logits").unwrap();
+        bytes[output..output + 6].copy_from_slice(b"absent");
+        let name = Path::new("dangling-output.onnx");
+        let err = Model::from_bytes(&bytes, name, None, LoadOptions::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("dangling-output.onnx"), "{text}");
+        assert!(text.contains("tract panicked while loading it"), "{text}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dangling-output.onnx");
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Model::load(&ModelSpec::new(&path), LoadOptions::default()).unwrap_err();
+        assert!(matches!(err, Error::Model { .. }), "{err}");
+    }
+
     #[test]
     fn malformed_bytes_are_an_error_naming_the_model() {
         let bytes = std::fs::read(fixture("tiny-10class.onnx")).unwrap();
