@@ -12,6 +12,8 @@
 //!                per-frame deadline and a running budget                 -> Event
 //!   -> tune      dataset, eval, stage costs, threshold curve, calibration -> Profile
 //!   -> energy    meters (powercap, hwmon, vcgencmd) and board power models
+//!   -> device    what the runtime sees: board, cores, memory, meter,
+//!                governor, throttling; the default thread count         -> DeviceInfo
 //!   -> bench     each model alone and the cascade, compared             -> Report
 //! ```
 //!
@@ -78,6 +80,7 @@
 //! ```
 
 pub mod bench;
+pub mod device;
 pub mod energy;
 mod error;
 pub mod input;

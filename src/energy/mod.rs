@@ -33,11 +33,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub use background::Background;
-pub use board::Board;
+pub use board::{device_tree_model, Board};
 pub use board_model::ModelMeter;
 pub use hwmon::HwmonMeter;
 pub use powercap::PowercapMeter;
-pub use vcgencmd::{system_runner, CommandRunner, VcgencmdMeter};
+pub use vcgencmd::{system_runner, vcgencmd, CommandRunner, VcgencmdMeter};
 
 use crate::error::{Error, Result};
 

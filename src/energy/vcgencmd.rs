@@ -24,7 +24,8 @@ use std::time::Duration;
 use super::{sample_while, Energy, EnergyMeter};
 use crate::error::{Error, Result};
 
-/// Runs `vcgencmd pmic_read_adc` (or a stand-in, in tests) and returns its output.
+/// Runs one fixed command (`vcgencmd pmic_read_adc`, `vcgencmd get_throttled`, or a
+/// stand-in in tests) and returns its output.
 pub type CommandRunner = Box<dyn FnMut() -> std::io::Result<String> + Send>;
 
 /// Power sampling interval unless set with [`VcgencmdMeter::with_interval`].
@@ -32,15 +33,21 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The real `vcgencmd pmic_read_adc`. A non-zero exit is an error carrying its output.
 pub fn system_runner() -> CommandRunner {
-    Box::new(|| {
-        let out = Command::new("vcgencmd").arg("pmic_read_adc").output()?;
+    vcgencmd("pmic_read_adc")
+}
+
+/// The real `vcgencmd <command>` (the Raspberry Pi firmware's tool). A missing tool is an
+/// error of kind `NotFound`; a non-zero exit is an error carrying its output.
+pub fn vcgencmd(command: &'static str) -> CommandRunner {
+    Box::new(move || {
+        let out = Command::new("vcgencmd").arg(command).output()?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if out.status.success() {
             Ok(stdout)
         } else {
             let stderr = String::from_utf8_lossy(&out.stderr);
             Err(std::io::Error::other(format!(
-                "vcgencmd pmic_read_adc failed ({}): {} {}",
+                "vcgencmd {command} failed ({}): {} {}",
                 out.status,
                 stdout.trim(),
                 stderr.trim()
