@@ -11,8 +11,9 @@ fn main() -> ExitCode {
     cascade::memory::keep_large_buffers_out_of_the_heap();
     let args = cli::Args::parse();
     cli::init_logger(args.verbose, args.quiet);
-    args.threads.apply();
-    match cli::run(args) {
+    let threads = cli::threads(&args);
+    threads.apply();
+    match cli::run(args, threads) {
         Ok(code) => code,
         Err(e) if cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {

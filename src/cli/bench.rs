@@ -17,7 +17,9 @@ pub struct BenchArgs {
     pub cascade: CascadeArgs,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Board power model for energy when no meter is present (name or TOML file).
+    /// Board power model for energy when no meter is present: a shipped board's name, a
+    /// TOML file, `none`, or `auto` (the default: this machine's board where a shipped
+    /// board file matches its device tree; see `cascade info`).
     #[arg(long, value_name = "NAME")]
     pub board: Option<String>,
     /// Folder for bench.json, bench.csv, curve.csv and the SVG plots.
@@ -28,7 +30,7 @@ pub struct BenchArgs {
 pub fn run(args: BenchArgs, threads: Threads) -> CliResult<ExitCode> {
     let (cascade, _) = args.cascade.resolve()?;
     let plan = BenchPlan {
-        board: args.board.as_deref().map(Board::resolve).transpose()?,
+        board: Board::select(args.board.as_deref())?,
         threads,
         ..BenchPlan::new(cascade, args.data.spec())
     };

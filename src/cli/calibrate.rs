@@ -39,7 +39,9 @@ pub struct CalibrateArgs {
     /// Share of the inputs held out to check the chosen threshold on unseen data.
     #[arg(long, default_value_t = DEFAULT_HOLDOUT, value_name = "SHARE")]
     pub holdout: f64,
-    /// Board power model for energy when no meter is present (name or TOML file).
+    /// Board power model for energy when no meter is present: a shipped board's name, a
+    /// TOML file, `none`, or `auto` (the default: this machine's board where a shipped
+    /// board file matches its device tree; see `cascade info`).
     #[arg(long, value_name = "NAME")]
     pub board: Option<String>,
     /// Where to write the profile.
@@ -68,7 +70,7 @@ pub fn run(args: CalibrateArgs, threads: Threads) -> CliResult<ExitCode> {
         options: args.conv_nhwc.load_options(),
         margin: args.margin,
         holdout: args.holdout,
-        board: args.board.as_deref().map(Board::resolve).transpose()?,
+        board: Board::select(args.board.as_deref())?,
         threads,
         ..CalibrationPlan::new(
             args.stages.iter().map(ModelSpec::new).collect(),

@@ -6,6 +6,7 @@ mod bench;
 mod calibrate;
 mod classify;
 mod eval;
+mod info;
 mod output;
 mod stream;
 
@@ -24,9 +25,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "cascade", version, about, long_about = None)]
 pub struct Args {
-    /// Threads for tract's matrix kernels (at least 1).
-    #[arg(long, global = true, default_value_t = default_threads(), value_name = "N")]
-    pub threads: Threads,
+    /// Threads for tract's matrix kernels (at least 1) [default: one per big core of a
+    /// big.LITTLE chip, else one per core; `cascade info` shows the choice and why].
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<Threads>,
     /// More log output (-v: info, -vv: debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -41,13 +43,6 @@ pub struct Args {
     pub command: Command,
 }
 
-fn default_threads() -> Threads {
-    std::thread::available_parallelism()
-        .ok()
-        .and_then(|n| Threads::new(n.get()).ok())
-        .unwrap_or(Threads::ONE)
-}
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Classify image files (JPEG, PNG) with one model or a cascade.
@@ -60,6 +55,8 @@ pub enum Command {
     Stream(stream::StreamArgs),
     /// Measure the cascade against each of its models alone, in one run.
     Bench(bench::BenchArgs),
+    /// Show what the runtime sees: board, cores, memory, energy meter, governor, throttling.
+    Info(info::InfoArgs),
 }
 
 /// Which cascade to run: a `--profile`, or `--stage`s with exit rules.
@@ -216,17 +213,25 @@ pub fn init_logger(verbose: u8, quiet: bool) {
         .init();
 }
 
-/// Runs a parsed command; `Ok` carries the exit code (non-zero when some input failed).
-pub fn run(args: Args) -> CliResult<ExitCode> {
+/// The `--threads` given, or the library's default for this machine (logged with the rule
+/// that chose it).
+pub fn threads(args: &Args) -> Threads {
+    args.threads.unwrap_or_else(cascade::device::default_threads)
+}
+
+/// Runs a parsed command with the thread count in effect; `Ok` carries the exit code
+/// (non-zero when some input failed).
+pub fn run(args: Args, threads: Threads) -> CliResult<ExitCode> {
     if let Some(mb) = args.max_memory_mb {
         cascade::MemoryBudget::from_mb(mb)?.apply();
     }
     match args.command {
         Command::Classify(c) => classify::run(c),
-        Command::Eval(e) => eval::run(e, args.threads),
-        Command::Calibrate(c) => calibrate::run(c, args.threads),
+        Command::Eval(e) => eval::run(e, threads),
+        Command::Calibrate(c) => calibrate::run(c, threads),
         Command::Stream(s) => stream::run(s),
-        Command::Bench(b) => bench::run(b, args.threads),
+        Command::Bench(b) => bench::run(b, threads),
+        Command::Info(i) => info::run(i, args.threads),
     }
 }
 

@@ -286,6 +286,17 @@ impl DeviceInfo {
             Throttling::Unknown { reason } => format!("unknown ({reason})"),
             Throttling::Read(t) => t.to_string(),
         };
+        let meter = match &self.energy_meter {
+            MeterInfo {
+                meter: None,
+                estimates_from_board: None,
+                summary,
+            } => format!(
+                "{summary} (no powercap, hwmon or Pi 5 PMIC reading here, and no board model; \
+                 --board NAME gives estimates)"
+            ),
+            m => m.summary.clone(),
+        };
         let lines = [
             ("board", board),
             ("cpu", cpu),
@@ -294,7 +305,7 @@ impl DeviceInfo {
                 format!("{} by default: {}", self.threads.threads, self.threads.rule),
             ),
             ("memory", memory),
-            ("energy meter", self.energy_meter.summary.clone()),
+            ("energy meter", meter),
             ("governor", governor),
             ("throttling", throttling),
         ];

@@ -492,3 +492,127 @@ fn a_missing_labels_file_names_the_manifest_that_points_at_it() {
     );
     assert_fails_with(&out, "gone.tsv cannot be read");
 }
+
+#[test]
+fn info_describes_this_machine_for_people_and_scripts() {
+    let out = common::cascade_ok(&["info"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for key in [
+        "board:",
+        "cpu:",
+        "threads:",
+        "memory:",
+        "energy meter:",
+        "governor:",
+        "throttling:",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(key)),
+            "{key} not in\n{text}"
+        );
+    }
+
+    let out = common::cascade_ok(&["info", "--json"]);
+    let info: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    for key in [
+        "board",
+        "arch",
+        "cores",
+        "available_cores",
+        "threads",
+        "memory",
+        "energy_meter",
+        "governor",
+        "throttling",
+    ] {
+        assert!(info.get(key).is_some(), "{key} missing: {info}");
+    }
+    assert_eq!(info["arch"], std::env::consts::ARCH);
+    assert!(info["board"].get("device_tree_model").is_some(), "{info}");
+    assert!(info["threads"]["threads"].as_u64().unwrap() >= 1, "{info}");
+    assert!(!info["threads"]["rule"].as_str().unwrap().is_empty());
+    assert!(
+        info["memory"]["budget_mb"].as_u64().unwrap() >= 32,
+        "{info}"
+    );
+    assert!(info["energy_meter"]["summary"].is_string(), "{info}");
+    assert!(info["throttling"]["state"].is_string(), "{info}");
+    for core in info["cores"].as_array().unwrap() {
+        assert!(
+            core["kind"].is_string() && core["big"].is_boolean(),
+            "{core}"
+        );
+    }
+}
+
+/// A labelled folder of two bundled photos, classes `0` and `1` of the tiny test model.
+fn tiny_data() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (class, image) in [("0", "chelsea.png"), ("1", "coffee.png")] {
+        std::fs::create_dir_all(dir.path().join(class)).unwrap();
+        let from = common::root().join("assets/images").join(image);
+        std::fs::copy(from, dir.path().join(class).join(image)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn board_auto_on_a_machine_no_board_file_matches_warns_and_continues() {
+    if cascade::energy::Board::detect().is_some() {
+        eprintln!("skipped: this machine is a shipped board");
+        return;
+    }
+    let data = tiny_data();
+    let out_dir = data.path().join("out");
+    let tiny = p(&common::fixture("tiny-10class.onnx")).to_string();
+    let mut args = vec!["bench", "--stage", &tiny, "--stage", &tiny];
+    args.extend(["--data", p(data.path()), "--out", p(&out_dir)]);
+    // Not asked: no board, quietly, as before.
+    let out = common::cascade_ok(&args);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("--board auto"));
+    // Asked: a warning saying so, and the bench runs without energy figures.
+    args.extend(["--board", "auto"]);
+    let out = common::cascade_ok(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: --board auto:")
+            && stderr.contains("continuing without a board power model")
+            && stderr.contains("rpi4b"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("| cascade |"));
+}
+
+#[test]
+fn an_unknown_board_is_refused_before_any_work_naming_the_choices() {
+    let stages = [
+        "--stage",
+        "a.onnx",
+        "--stage",
+        "b.onnx",
+        "--data",
+        "/nonexistent",
+    ];
+    let bench = [&["bench"][..], &stages, &["--board", "commodore64"]].concat();
+    let calibrate = [
+        &["calibrate"][..],
+        &stages,
+        &[
+            "--budget-ms=10",
+            "-o",
+            "/nonexistent/p.toml",
+            "--board",
+            "commodore64",
+        ],
+    ]
+    .concat();
+    for args in [bench, calibrate] {
+        let out = cascade(&args);
+        assert_fails_with(&out, "board commodore64: unknown board");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for name in ["rpi4b", "rpi5", "auto", "none"] {
+            assert!(stderr.contains(name), "{}: {name} not in {stderr}", args[0]);
+        }
+    }
+}
