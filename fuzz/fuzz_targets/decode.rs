@@ -1,0 +1,25 @@
+//! Image decoding (JPEG, PNG) under a small memory budget: never a panic, and never an
+//! image with more pixels than the budget allows.
+#![no_main]
+
+use cascade::input::decode_bytes;
+use cascade::MemoryBudget;
+use libfuzzer_sys::fuzz_target;
+
+/// Small enough that a few dozen header bytes can ask for more than it allows.
+const BUDGET_MB: u64 = 64;
+
+fuzz_target!(
+    init: MemoryBudget::from_mb(BUDGET_MB).unwrap().apply(),
+    |data: &[u8]| {
+        let Ok(image) = decode_bytes(data) else {
+            return;
+        };
+        let (w, h) = image.dimensions();
+        let pixels = u64::from(w) * u64::from(h);
+        assert!(pixels > 0, "an empty image was returned");
+        let limit = MemoryBudget::from_mb(BUDGET_MB).unwrap().max_pixels();
+        assert!(pixels <= limit, "{w}x{h} decoded under a limit of {limit} pixels");
+        assert_eq!(image.as_raw().len() as u64, 3 * pixels);
+    }
+);

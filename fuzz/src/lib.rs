@@ -1,0 +1,66 @@
+//! What the fuzz targets share: a cap on single allocations, so a memory blow-up on
+//! hostile input is a crash with its input saved, and the text of an input.
+//!
+//! libFuzzer's own `-malloc_limit_mb` needs a sanitizer's malloc hooks, and scripts/fuzz
+//! builds without a sanitizer; this allocator enforces the same limit in any build.
+//! libFuzzer's `-rss_limit_mb` (a thread watching the resident size) works in any build and
+//! catches the slower blow-ups.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::Write;
+
+/// The largest single allocation a target may ask for. The largest legitimate one is a
+/// decoded image under the targets' 64 MB memory budget: 16 MB of pixels, about as much
+/// again for the decoder's buffers.
+pub const MAX_ALLOCATION_MB: usize = 512;
+
+struct Capped;
+
+/// Aborts on an allocation over the cap: libFuzzer reports the abort as a crash and
+/// writes the input that caused it.
+fn check(size: usize) {
+    if size > MAX_ALLOCATION_MB << 20 {
+        // Formatting into a stack buffer: allocating here would recurse.
+        let mut buf = [0u8; 160];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        let _ = writeln!(
+            cursor,
+            "fuzz: an allocation of {size} bytes exceeds the limit of {MAX_ALLOCATION_MB} MB"
+        );
+        let len = cursor.position() as usize;
+        let _ = std::io::stderr().write_all(&buf[..len]);
+        std::process::abort();
+    }
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged; `check` only looks
+// at the size and never returns after finding it too large.
+unsafe impl GlobalAlloc for Capped {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        check(layout.size());
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        check(layout.size());
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        check(new_size);
+        System.realloc(ptr, layout, new_size)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Capped = Capped;
+
+/// The input as text, for the parsers of text files (a file that is not UTF-8 never
+/// reaches them: reading it fails first).
+pub fn text(data: &[u8]) -> Option<&str> {
+    std::str::from_utf8(data).ok()
+}
