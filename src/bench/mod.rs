@@ -134,6 +134,13 @@ pub fn run(plan: &BenchPlan, mut progress: impl FnMut(Progress)) -> Result<Repor
         inputs.len()
     );
     let meter = detect_system(plan.board.as_ref(), plan.threads.get());
+    if meter.is_none() {
+        log::warn!(
+            "no energy figures: this machine has no readable energy meter (powercap, hwmon, \
+             the Pi 5's PMIC) and no board power model (--board NAME gives estimates; \
+             `cascade info` shows what is detected)"
+        );
+    }
     let result = measure::measure(
         &plan.cascade,
         &inputs,
