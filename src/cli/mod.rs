@@ -216,7 +216,8 @@ pub fn init_logger(verbose: u8, quiet: bool) {
 /// The `--threads` given, or the library's default for this machine (logged with the rule
 /// that chose it).
 pub fn threads(args: &Args) -> Threads {
-    args.threads.unwrap_or_else(cascade::device::default_threads)
+    args.threads
+        .unwrap_or_else(cascade::device::default_threads)
 }
 
 /// Runs a parsed command with the thread count in effect; `Ok` carries the exit code
