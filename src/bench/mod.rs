@@ -9,6 +9,7 @@
 
 mod compare;
 mod export;
+mod inference;
 mod measure;
 mod memory;
 mod plot;
@@ -26,6 +27,7 @@ use crate::tune::DataSpec;
 use crate::tune::{cpu_model, now_rfc3339, sha256_file};
 
 pub use compare::{Axis, Comparison, Cost, Point};
+pub use inference::{time_inference, InferenceTiming, MAX_RUNS};
 pub use measure::{BenchResult, CurveRow, Figures, Input};
 pub use memory::Memory;
 

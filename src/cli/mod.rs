@@ -9,6 +9,7 @@ mod eval;
 mod info;
 mod output;
 mod stream;
+mod time;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -57,6 +58,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Show what the runtime sees: board, cores, memory, energy meter, governor, throttling.
     Info(info::InfoArgs),
+    /// Time one model's inference on one image (no data folder needed).
+    Time(time::TimeArgs),
 }
 
 /// Which cascade to run: a `--profile`, or `--stage`s with exit rules.
@@ -233,6 +236,7 @@ pub fn run(args: Args, threads: Threads) -> CliResult<ExitCode> {
         Command::Stream(s) => stream::run(s),
         Command::Bench(b) => bench::run(b, threads),
         Command::Info(i) => info::run(i, args.threads),
+        Command::Time(t) => time::run(t),
     }
 }
 

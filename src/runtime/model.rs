@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::Cost;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::error::{one_line, Error, Result};
@@ -59,6 +60,7 @@ pub struct Model {
     logits: Vec<f32>,
     load_time: Duration,
     assumed: Vec<String>,
+    multiply_adds: Option<u64>,
 }
 
 impl std::fmt::Debug for Model {
@@ -229,6 +231,7 @@ impl Model {
             .and_then(|m| m.into_typed())
             .and_then(|m| m.into_decluttered())
             .map_err(|e| model_err(&e))?;
+        let multiply_adds = multiply_adds(&typed);
         let typed = if options.conv_nhwc {
             apply_transform(typed, "conv_nhwc").map_err(|e| model_err(&e))?
         } else {
@@ -292,6 +295,7 @@ impl Model {
             logits: vec![0.0; num_classes],
             load_time: start.elapsed(),
             assumed,
+            multiply_adds,
         })
     }
 
@@ -354,6 +358,12 @@ impl Model {
 
     pub fn num_classes(&self) -> usize {
         self.num_classes
+    }
+
+    /// The f32 multiply-adds of one inference, by tract's cost model (`None` if unknown):
+    /// the work floor of a machine is this divided by its SIMD FMA lanes.
+    pub fn multiply_adds(&self) -> Option<u64> {
+        self.multiply_adds
     }
 
     /// Wall time spent reading, checking and optimizing the model.
@@ -450,6 +460,21 @@ impl std::fmt::Display for Threads {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
     }
+}
+
+/// The f32 multiply-adds one inference does, by tract's cost model of the decluttered graph
+/// (convolutions and matrix products); `None` when an operator's cost is not a number.
+fn multiply_adds(model: &TypedModel) -> Option<u64> {
+    let mut total = 0u64;
+    for node in model.nodes() {
+        let inputs = model.node_input_facts(node.id).ok()?;
+        for (cost, count) in node.op.cost(&inputs).ok()? {
+            if cost == Cost::FMA(f32::datum_type()) {
+                total = total.checked_add(u64::try_from(count.to_i64().ok()?).ok()?)?;
+            }
+        }
+    }
+    Some(total)
 }
 
 #[cfg(test)]

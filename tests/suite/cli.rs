@@ -494,6 +494,27 @@ fn a_missing_labels_file_names_the_manifest_that_points_at_it() {
 }
 
 #[test]
+fn time_runs_one_model_on_one_image_and_reports_its_work() {
+    let photo = common::root().join("assets/images/rocket.jpg");
+    let out = common::cascade_ok(&[
+        "time",
+        "--model",
+        &lite0(),
+        p(&photo),
+        "--runs",
+        "3",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["latency"]["count"], 3);
+    assert_eq!(v["input"], serde_json::json!([1, 3, 224, 224]));
+    assert!(v["multiply_adds"].as_u64().unwrap() > 300_000_000, "{v}");
+    // Out-of-range run counts are refused when parsed.
+    let out = cascade(&["time", "--model", &lite0(), p(&photo), "--runs", "0"]);
+    assert_fails_with(&out, "runs");
+}
+
+#[test]
 fn info_describes_this_machine_for_people_and_scripts() {
     let out = common::cascade_ok(&["info"]);
     let text = String::from_utf8_lossy(&out.stdout);

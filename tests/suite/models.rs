@@ -86,3 +86,19 @@ fn grayscale_images_are_classified() {
         assert!(c.classify(&img).unwrap().top.len() == 5);
     }
 }
+
+#[test]
+fn multiply_adds_match_the_models_known_work() {
+    // The models' multiply-adds as ../shared/tools/qemu-insncount/README.md gives them
+    // (counted from the ONNX graphs, independently of tract): Lite0 385 M, Lite2 860 M.
+    for (name, millions) in [("efficientnet-lite0", 385.0), ("efficientnet-lite2", 860.0)] {
+        let model =
+            cascade::Model::load(&ModelSpec::new(common::model(name)), LoadOptions::default())
+                .expect("model loads");
+        let got = model.multiply_adds().expect("tract counts the work") as f64 / 1e6;
+        assert!(
+            (got - millions).abs() / millions < 0.02,
+            "{name}: {got:.1} M multiply-adds, expected about {millions} M"
+        );
+    }
+}
