@@ -500,25 +500,37 @@ mod tests {
         assert_eq!(model.infer(&input).unwrap().len(), 10);
     }
 
-    /// Found by the `model` fuzz target: a graph output naming a value no node makes
-    /// panics inside tract's ONNX parser (an index into its outlets by name). From bytes
-    /// or from a file, that is an error naming the model, never a crash.
+    /// Found by the `model` fuzz target, two ways to make tract panic: a graph output
+    /// naming a value no node makes (its ONNX parser indexes its outlets by name), and a
+    /// Flatten node without an input (its shape inference indexes the inputs). From bytes
+    /// or from a file, each is an error naming the model, never a crash.
     #[test]
     fn a_panic_inside_tract_is_an_error() {
-        let mut bytes = std::fs::read(fixture("tiny-10class.onnx")).unwrap();
-        let output = bytes.windows(6).rposition(|w| w == b"logits").unwrap();
-        bytes[output..output + 6].copy_from_slice(b"absent");
-        let name = Path::new("dangling-output.onnx");
-        let err = Model::from_bytes(&bytes, name, None, LoadOptions::default()).unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("dangling-output.onnx"), "{text}");
-        assert!(text.contains("tract panicked while loading it"), "{text}");
-
+        let tiny = std::fs::read(fixture("tiny-10class.onnx")).unwrap();
+        let mut dangling_output = tiny.clone();
+        let output = tiny.windows(6).rposition(|w| w == b"logits").unwrap();
+        dangling_output[output..output + 6].copy_from_slice(b"absent");
+        // The Flatten node's input (field 1) becomes its doc string (field 6).
+        let mut flatten_without_input = tiny.clone();
+        let input = tiny.windows(8).position(|w| w == b"\n\x06pooled").unwrap();
+        assert_eq!(tiny[input - 1], b'-', "the Flatten node starts here");
+        flatten_without_input[input] = 0x32;
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dangling-output.onnx");
-        std::fs::write(&path, &bytes).unwrap();
-        let err = Model::load(&ModelSpec::new(&path), LoadOptions::default()).unwrap_err();
-        assert!(matches!(err, Error::Model { .. }), "{err}");
+        for (case, bytes) in [
+            ("dangling-output", dangling_output),
+            ("flatten-without-input", flatten_without_input),
+        ] {
+            let name = format!("{case}.onnx");
+            let err = Model::from_bytes(&bytes, name.as_ref(), None, LoadOptions::default());
+            let text = err.unwrap_err().to_string();
+            assert!(text.contains(&name), "{text}");
+            assert!(text.contains("tract panicked while loading it"), "{text}");
+
+            let path = dir.path().join(&name);
+            std::fs::write(&path, &bytes).unwrap();
+            let err = Model::load(&ModelSpec::new(&path), LoadOptions::default()).unwrap_err();
+            assert!(matches!(err, Error::Model { .. }), "{case}: {err}");
+        }
     }
 
     #[test]
