@@ -529,8 +529,15 @@ fn ctrl_c_prints_the_summary() {
     needs_shared_data!();
     let tench = std::fs::read(image("n01440764_tench.JPEG")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .args(["--threads", "1", "stream", "--pix-fmt", "mjpeg"])
-        .args(["--model", &model("efficientnet-lite0")])
+        // --no-drop: on a loaded machine the second frame can arrive before the first is
+        // taken, and newest-wins would then answer only one of them (a hang seen once).
+        .args(["--threads", "1", "stream", "--no-drop"])
+        .args([
+            "--pix-fmt",
+            "mjpeg",
+            "--model",
+            &model("efficientnet-lite0"),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
