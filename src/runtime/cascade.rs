@@ -243,9 +243,7 @@ impl CascadeBuilder {
         cascade.warn_about_stages_that_never_fit();
         if self.preload {
             for i in 1..n {
-                if cascade.make_room(i) {
-                    cascade.load_stage(i)?;
-                }
+                cascade.load_stage_if_it_fits(i)?;
             }
         }
         if self.check {
@@ -418,14 +416,20 @@ impl Cascade {
     /// the memory budget is skipped (the build warned about it).
     pub fn check(&mut self) -> Result<()> {
         for i in 1..self.stages.len() {
-            if !self.make_room(i) {
-                continue;
-            }
-            if self.load_stage(i)?.is_some() {
+            if self.load_stage_if_it_fits(i)?.is_some() {
                 self.stages[i].release();
             }
         }
         Ok(())
+    }
+
+    /// [`Cascade::load_stage`], skipping (with `Ok(None)`) a stage that does not fit the
+    /// memory budget: the build has warned about it.
+    fn load_stage_if_it_fits(&mut self, i: usize) -> Result<Option<Duration>> {
+        match self.load_stage(i) {
+            Err(Error::Memory(_)) => Ok(None),
+            other => other,
+        }
     }
 
     /// Releases stage `i`'s model (never the first stage, which is always resident).
