@@ -78,7 +78,7 @@ def torch_model(name: str):
     return convert.load_model(name)
 
 
-def evaluate(name: str, files, synsets, use_torch: bool, variants) -> None:
+def evaluate(name: str, files, synsets, use_torch: bool, variants, top1_of=None) -> None:
     man = load_manifest(name)
     size, cf = man["size"], man["crop_fraction"]
     sess = ort.InferenceSession(os.path.join(HERE, f"{name}.onnx"), providers=["CPUExecutionProvider"])
@@ -95,6 +95,8 @@ def evaluate(name: str, files, synsets, use_torch: bool, variants) -> None:
             x = preprocess(f, size, cf, mean, std, bgr)
             logits = sess.run(["logits"], {"input": x})[0][0]
             top = np.argsort(-logits)[:5]
+            if top1_of is not None and label == "manifest":
+                top1_of.append((os.path.basename(f), name, int(top[0]), int(top[1]), float(logits[top[0]] - logits[top[1]])))
             top1 += int(top[0] == y)
             top5 += int(y in top)
             if tmodel is not None and label == "manifest":
@@ -132,12 +134,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="*", default=MODELS)
     ap.add_argument("--data", default=DATA, help="folder with imagenet-sample-500/ and imagenet-classes.tsv")
+    ap.add_argument("--folder", help="a folder of <synset>_<name>.JPEG photos to use instead (e.g. assets/imagenet-sample)")
+    ap.add_argument("--write-top1", metavar="CSV", help="write each photo's two best classes per model and their logit margin (manifest preprocessing)")
     ap.add_argument("--no-torch", action="store_true", help="skip the torch-vs-onnxruntime comparison")
     ap.add_argument("--alt-norms", action="store_true", help="also evaluate torchvision mean/std and BGR order")
     args = ap.parse_args()
 
-    synsets, _ = load_labels(os.path.join(args.data, "imagenet-classes.tsv"))
-    folder = os.path.join(args.data, "imagenet-sample-500")
+    synsets, _ = load_labels(os.path.join(HERE, "imagenet-classes.tsv"))
+    folder = args.folder or os.path.join(args.data, "imagenet-sample-500")
     files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.upper().endswith((".JPEG", ".JPG")))
 
     def variants(man):
@@ -146,8 +150,14 @@ def main() -> int:
             yield "manifest, BGR order", man["mean"], man["std"], True
             yield "torchvision mean/std", [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], False
 
+    top1_of = []
     for name in args.models:
-        evaluate(name, files, synsets, not args.no_torch, variants)
+        evaluate(name, files, synsets, not args.no_torch, variants, top1_of)
+    if args.write_top1:
+        with open(args.write_top1, "w") as out:
+            out.write("file,model,top1,top2,logit_margin\n")
+            for f, m, t1, t2, margin in sorted(top1_of):
+                out.write(f"{f},{m},{t1},{t2},{margin:.4f}\n")
     classify_assets(args.models)
     return 0
 

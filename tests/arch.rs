@@ -1,4 +1,4 @@
-//! Logits agree across architectures: the x86_64 logits of Lite0 on one shared image are
+//! Logits agree across architectures: the x86_64 logits of Lite0 on one bundled photo are
 //! committed in `tests/fixtures/lite0-tench-logits.txt`, and every target must reproduce
 //! them within `TOLERANCE` with the same top-1 (run on aarch64 under qemu by
 //! `scripts/test`). Regenerate on x86_64 with `CASCADE_WRITE_REFERENCE=1`.
@@ -17,7 +17,6 @@ const TOLERANCE: f32 = 1e-4;
 
 #[test]
 fn lite0_logits_match_the_x86_64_reference() {
-    needs_shared_data!();
     let reference = common::fixture("lite0-tench-logits.txt");
     let mut model = Model::load(
         &ModelSpec::new(common::model("efficientnet-lite0")),

@@ -12,32 +12,42 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Whether `../shared/data` is beside the clone. Tests that need its photos return early
-/// (saying so) on a clone with nothing beside it; in CI (`CI=true`) its absence fails them.
-pub fn shared_present() -> bool {
-    if sample_dir().is_dir() {
+/// Whether the 500 shared photographs (`../shared/data`) are beside the clone. The checks
+/// that need all 500 (accuracy against `models/README.md`) return early, saying so, on a
+/// clone with nothing beside it; in CI (`CI=true`) their absence fails them.
+pub fn full_set_present() -> bool {
+    if full_set_dir().is_dir() {
         return true;
     }
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
         "CI needs ../shared/data beside the clone"
     );
-    eprintln!("skipped: {} is not there", sample_dir().display());
+    eprintln!("skipped: {} is not there", full_set_dir().display());
     false
 }
 
-/// Returns from the calling test when `../shared/data` is absent (see [`shared_present`]).
-macro_rules! needs_shared_data {
+/// Returns from the calling test when the 500 shared photographs are absent (see
+/// [`full_set_present`]).
+#[allow(unused_macros)]
+macro_rules! needs_full_set {
     () => {
-        if !crate::common::shared_present() {
+        if !crate::common::full_set_present() {
             return;
         }
     };
 }
 
-/// `../shared/data/imagenet-sample-500`, present on every developer machine and in CI.
-pub fn sample_dir() -> PathBuf {
+/// `../shared/data/imagenet-sample-500`: on every developer machine and in CI, not in a
+/// user's clone.
+pub fn full_set_dir() -> PathBuf {
     root().join("../shared/data/imagenet-sample-500")
+}
+
+/// `assets/imagenet-sample`: 57 of the 500 photographs, scaled down, in the repository
+/// (see its README). Every test that needs real photos reads these.
+pub fn sample_dir() -> PathBuf {
+    root().join("assets/imagenet-sample")
 }
 
 pub fn model(name: &str) -> PathBuf {
@@ -52,11 +62,17 @@ pub fn imagenet_labels() -> Labels {
     Labels::from_file(&root().join("models/imagenet-classes.tsv")).expect("bundled class list")
 }
 
-/// The 500 shared images, every `step`-th one kept.
-pub fn sample_set(step: usize) -> Dataset {
-    let mut ds = Dataset::open(&sample_dir(), &imagenet_labels()).expect("shared data");
-    ds.take_every(step);
+/// `count` photos of the repository's set, spread over its classes.
+pub fn sample_set(count: usize) -> Dataset {
+    let mut ds = Dataset::open(&sample_dir(), &imagenet_labels()).expect("assets/imagenet-sample");
+    ds.take_every(ds.samples.len() / count.max(1));
+    ds.truncate(count);
     ds
+}
+
+/// All 500 shared photographs (check [`full_set_present`] first).
+pub fn full_set() -> Dataset {
+    Dataset::open(&full_set_dir(), &imagenet_labels()).expect("../shared/data")
 }
 
 /// Asserts a failing run whose stderr holds exactly one `error` line, mentioning `needle`,

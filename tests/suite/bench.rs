@@ -7,7 +7,6 @@ use common::cascade_ok as run;
 
 #[test]
 fn bench_outputs_exist_parse_and_agree_with_eval() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("bench");
     let (l0, l2) = (

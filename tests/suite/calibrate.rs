@@ -30,7 +30,6 @@ fn calibrate_args<'a>(extra: &[&'a str], l0: &'a str, l2: &'a str, data: &'a str
 
 #[test]
 fn bad_budgets_are_refused() {
-    needs_shared_data!();
     let (l0, l2, d) = (
         path("efficientnet-lite0"),
         path("efficientnet-lite2"),
@@ -61,7 +60,6 @@ fn bad_budgets_are_refused() {
 
 #[test]
 fn unknown_board_is_refused() {
-    needs_shared_data!();
     let (l0, l2, d) = (
         path("efficientnet-lite0"),
         path("efficientnet-lite2"),
@@ -88,7 +86,6 @@ fn unknown_board_is_refused() {
 
 #[test]
 fn calibrated_profile_drives_classify_and_eval() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("p.toml");
     let profile_s = profile.display().to_string();
@@ -165,7 +162,6 @@ fn calibrated_profile_drives_classify_and_eval() {
 /// profile works from any directory, and `-q` leaves stderr silent.
 #[test]
 fn a_profile_written_elsewhere_works_from_any_directory_and_quiet_is_quiet() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let elsewhere = dir.path().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();

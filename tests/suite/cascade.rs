@@ -7,11 +7,11 @@ use cascade::runtime::CutShort;
 use cascade::MemoryBudget;
 use cascade::{Cascade, CascadeBuilder, LoadOptions, Metric, ModelSpec, Summary, Threshold};
 
-fn images(step: usize) -> Vec<RgbImage> {
-    common::sample_set(step)
+fn images(count: usize) -> Vec<RgbImage> {
+    common::sample_set(count)
         .samples
         .iter()
-        .map(|s| decode_file(&s.path).expect("shared image decodes"))
+        .map(|s| decode_file(&s.path).expect("photo decodes"))
         .collect()
 }
 
@@ -43,8 +43,7 @@ fn two_stage(threshold: f32) -> CascadeBuilder {
 
 #[test]
 fn exits_and_predictions_follow_the_threshold() {
-    needs_shared_data!();
-    let imgs = images(25); // 20 images spread over the classes
+    let imgs = images(20); // spread over the classes
     let small = alone("efficientnet-lite0", &imgs);
     let large = alone("efficientnet-lite2", &imgs);
 
@@ -100,8 +99,7 @@ fn exits_and_predictions_follow_the_threshold() {
 
 #[test]
 fn three_stages_work() {
-    needs_shared_data!();
-    let imgs = images(50);
+    let imgs = images(10);
     let mut c = CascadeBuilder::new()
         .stage(ModelSpec::new(common::model("efficientnet-lite0")))
         .stage(ModelSpec::new(common::model("efficientnet-lite1")))
@@ -129,8 +127,7 @@ fn three_stages_work() {
 
 #[test]
 fn later_stages_load_lazily_once_and_can_be_released() {
-    needs_shared_data!();
-    let imgs = images(100);
+    let imgs = images(5);
     // Never deferred: never loaded.
     let mut c = two_stage(0.0).build().unwrap();
     for img in &imgs {
@@ -166,8 +163,7 @@ fn later_stages_load_lazily_once_and_can_be_released() {
 
 #[test]
 fn idle_stages_are_released() {
-    needs_shared_data!();
-    let imgs = images(100);
+    let imgs = images(5);
     let idle = |limit: u64| {
         two_stage(0.0)
             .preload(true)
@@ -188,8 +184,7 @@ fn idle_stages_are_released() {
 
 #[test]
 fn a_deadline_can_cut_the_cascade_short() {
-    needs_shared_data!();
-    let imgs = images(100);
+    let imgs = images(5);
     let mut c = two_stage(1.0).build().unwrap();
     let mut asked = Vec::new();
     let d = c
@@ -225,7 +220,6 @@ fn grey() -> RgbImage {
 
 #[test]
 fn a_later_stage_that_does_not_fit_the_memory_budget_is_refused() {
-    needs_shared_data!();
     // Too small for Lite0 alone (about 53 MB to load, 30 MB for models in a 40 MB budget).
     let err = two_stage(0.99)
         .memory(MemoryBudget::from_mb(40).unwrap())
@@ -262,7 +256,6 @@ fn a_later_stage_that_does_not_fit_the_memory_budget_is_refused() {
 
 #[test]
 fn a_stage_is_released_to_make_room_for_the_next() {
-    needs_shared_data!();
     // 180 MB leaves 135 for models: Lite0 beside Lite1, or Lite0 beside Lite2, but not all
     // three (Lite0 ~41 + Lite1 ~47 resident + Lite2 ~70 to load).
     let mut c = CascadeBuilder::new()

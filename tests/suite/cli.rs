@@ -14,7 +14,6 @@ fn tench() -> String {
 
 #[test]
 fn classify_prints_readable_and_json_results() {
-    needs_shared_data!();
     let out = cascade(&["classify", "--model", &lite0(), &tench()]);
     assert!(
         out.status.success(),
@@ -45,14 +44,12 @@ fn classify_prints_readable_and_json_results() {
 
 #[test]
 fn missing_image_file() {
-    needs_shared_data!();
     let out = cascade(&["classify", "--model", &lite0(), "/nonexistent/cat.jpg"]);
     assert_fails_with(&out, "cannot read /nonexistent/cat.jpg");
 }
 
 #[test]
 fn file_that_is_not_an_image() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("notes.jpg");
     std::fs::write(&f, "just some text\n").unwrap();
@@ -64,7 +61,6 @@ fn file_that_is_not_an_image() {
 
 #[test]
 fn truncated_jpeg() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(tench()).unwrap();
     let f = dir.path().join("half.jpg");
@@ -75,7 +71,6 @@ fn truncated_jpeg() {
 
 #[test]
 fn good_images_are_still_classified_beside_a_bad_one() {
-    needs_shared_data!();
     let out = cascade(&[
         "classify",
         "--model",
@@ -89,7 +84,6 @@ fn good_images_are_still_classified_beside_a_bad_one() {
 
 #[test]
 fn file_that_is_not_onnx() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("model.onnx");
     std::fs::write(&f, "not a protobuf at all").unwrap();
@@ -101,14 +95,12 @@ fn file_that_is_not_onnx() {
 
 #[test]
 fn missing_model() {
-    needs_shared_data!();
     let out = cascade(&["classify", "--model", "/nonexistent/m.onnx", &tench()]);
     assert_fails_with(&out, "cannot read /nonexistent/m.onnx");
 }
 
 #[test]
 fn models_that_are_not_usable_classifiers() {
-    needs_shared_data!();
     for (fixture, reason) in [
         ("not-an-image.onnx", "not an image classifier"),
         ("two-inputs.onnx", "2 inputs"),
@@ -121,7 +113,6 @@ fn models_that_are_not_usable_classifiers() {
 
 #[test]
 fn a_model_with_non_finite_logits_is_an_error_naming_it() {
-    needs_shared_data!();
     for (fixture, value) in [
         ("inf-logit.onnx", "logit 3 is inf"),
         ("nan-logit.onnx", "logit 3 is NaN"),
@@ -148,7 +139,6 @@ fn a_model_with_non_finite_logits_is_an_error_naming_it() {
 
 #[test]
 fn empty_data_folder() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let out = cascade(&["eval", "--model", &lite0(), "--data", p(dir.path())]);
     assert_fails_with(&out, "no images");
@@ -156,7 +146,6 @@ fn empty_data_folder() {
 
 #[test]
 fn zero_threads() {
-    needs_shared_data!();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
         .args(["--threads", "0", "classify", "--model", &lite0(), &tench()])
         .output()
@@ -166,7 +155,6 @@ fn zero_threads() {
 
 #[test]
 fn absurd_thread_counts_are_refused_at_once() {
-    needs_shared_data!();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
         .args([
             "--threads",
@@ -183,7 +171,6 @@ fn absurd_thread_counts_are_refused_at_once() {
 
 #[test]
 fn threshold_out_of_range() {
-    needs_shared_data!();
     let l0 = lite0();
     let out = cascade(&[
         "classify",
@@ -200,14 +187,12 @@ fn threshold_out_of_range() {
 
 #[test]
 fn a_single_stage_is_not_a_cascade() {
-    needs_shared_data!();
     let out = cascade(&["classify", "--stage", &lite0(), &tench()]);
     assert_fails_with(&out, "at least two stages");
 }
 
 #[test]
 fn stages_with_different_class_counts() {
-    needs_shared_data!();
     let tiny = common::fixture("tiny-10class.onnx");
     // --preload loads both up front, so the mismatch is found before any input.
     let out = cascade(&[
@@ -224,7 +209,6 @@ fn stages_with_different_class_counts() {
 
 #[test]
 fn unreadable_later_stage_is_reported_when_needed_or_by_check() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("large.onnx");
     std::fs::write(&broken, "garbage").unwrap();
@@ -269,7 +253,6 @@ fn unreadable_later_stage_is_reported_when_needed_or_by_check() {
 
 #[test]
 fn closed_stdout_is_not_an_error() {
-    needs_shared_data!();
     let (model, tench) = (lite0(), tench());
     common::assert_closed_stdout_is_success(&[
         "classify", "--model", &model, &tench, &tench, &tench,
@@ -278,7 +261,6 @@ fn closed_stdout_is_not_an_error() {
 
 #[test]
 fn an_unwritable_output_fails_before_the_work_and_says_write() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     // The data folder is missing too: the output is checked first, before any model,
     // image or measurement.
@@ -316,7 +298,6 @@ fn an_unwritable_output_fails_before_the_work_and_says_write() {
 
 #[test]
 fn a_small_memory_budget_refuses_large_images_with_a_clear_error() {
-    needs_shared_data!();
     // 80 MB: Lite0 (about 53 MB to load) fits the 60 MB models' share, and an image may
     // have at most 80 MiB / 4 / 3 = 7 megapixels; the tench photo is far smaller.
     let (l0, t) = (lite0(), tench());
@@ -343,7 +324,6 @@ fn a_small_memory_budget_refuses_large_images_with_a_clear_error() {
 
 #[test]
 fn a_budget_too_small_for_the_first_model_is_refused_before_loading() {
-    needs_shared_data!();
     let out = cascade(&[
         "--max-memory-mb",
         "40",
@@ -358,7 +338,6 @@ fn a_budget_too_small_for_the_first_model_is_refused_before_loading() {
 
 #[test]
 fn a_budget_too_small_for_lite2_answers_from_lite0_and_says_so() {
-    needs_shared_data!();
     // 100 MB leaves 75 for models: Lite0 resident (about 41) plus Lite2's load (about 70)
     // does not fit, so every input Lite0 is unsure of is answered by Lite0, counted.
     let data = common::sample_dir();
@@ -400,7 +379,6 @@ fn a_budget_too_small_for_lite2_answers_from_lite0_and_says_so() {
 
 #[test]
 fn huge_durations_are_errors_not_panics() {
-    needs_shared_data!();
     let (l0, t) = (lite0(), tench());
     for args in [
         vec![
@@ -429,7 +407,6 @@ fn huge_durations_are_errors_not_panics() {
 
 #[test]
 fn a_closed_stdout_never_loses_the_profile() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("p.toml");
     let data = common::sample_dir().display().to_string();
@@ -475,7 +452,6 @@ fn a_closed_stdout_never_loses_the_profile() {
 
 #[test]
 fn a_missing_labels_file_names_the_manifest_that_points_at_it() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.onnx");
     std::fs::copy(common::fixture("tiny-1000class.onnx"), &model).unwrap();

@@ -24,7 +24,6 @@ const PHOTOS: [&str; 3] = [
 
 #[test]
 fn calibrate_save_reload_classify_and_stream_through_the_library() {
-    needs_shared_data!();
     // 1. Calibrate on 16 labelled images for a generous latency budget.
     let plan = CalibrationPlan {
         cost: CostOptions {

@@ -11,5 +11,6 @@ mod calibrate;
 mod cascade;
 mod cli;
 mod embed;
+mod full_set;
 mod models;
 mod stream;

@@ -1,69 +1,90 @@
-//! The bundled models on the shared ImageNet images: they load, classify, and reach the
-//! accuracy `models/README.md` claims (so a broken export or preprocessing fails CI).
+//! The bundled models on the repository's 57 photographs: they give ONNX Runtime's answer
+//! photo by photo, so a broken export, decoder or preprocessing fails here (the accuracy
+//! checks on all 500 shared photographs are in `full_set.rs`).
 
 use crate::common;
 
-use cascade::tune::evaluate;
 use cascade::{Cascade, LoadOptions, ModelSpec};
 
-/// The top-1 accuracy `models/README.md` reports for `model` in its
-/// "this project (cascade eval)" column, as a fraction.
-fn claimed_top1(model: &str) -> f64 {
-    let readme = std::fs::read_to_string(common::root().join("models/README.md")).unwrap();
-    let row = readme
-        .lines()
-        .find(|l| l.starts_with(&format!("| {model} @")))
-        .unwrap_or_else(|| panic!("models/README.md has no accuracy row for {model}"));
-    let cell = row.split('|').nth(3).expect("third column").trim();
-    let top1 = cell.split('%').next().unwrap().trim();
-    top1.parse::<f64>()
-        .unwrap_or_else(|_| panic!("unparsable accuracy {cell:?} for {model}"))
-        / 100.0
+/// One row of `assets/imagenet-sample/onnxruntime-top1.csv` (written by
+/// `models/verify_onnxruntime.py --write-top1`): ONNX Runtime's two best classes for one photo
+/// and model, and the logit margin between them.
+struct OnnxRuntimeAnswer {
+    file: String,
+    model: String,
+    top1: usize,
+    top2: usize,
+    margin: f32,
 }
 
-fn top1_on(model: &str, step: usize) -> f64 {
-    let mut c = Cascade::single(ModelSpec::new(common::model(model)), LoadOptions::default())
-        .expect("model loads");
-    let report = evaluate(&mut c, &common::sample_set(step), |_, _| {}).unwrap();
-    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
-    report.top1().expect("labelled")
+fn onnxruntime_answers() -> Vec<OnnxRuntimeAnswer> {
+    let csv = std::fs::read_to_string(common::sample_dir().join("onnxruntime-top1.csv")).unwrap();
+    csv.lines()
+        .skip(1)
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            OnnxRuntimeAnswer {
+                file: c[0].into(),
+                model: c[1].into(),
+                top1: c[2].parse().unwrap(),
+                top2: c[3].parse().unwrap(),
+                margin: c[4].parse().unwrap(),
+            }
+        })
+        .collect()
 }
+
+/// Below this logit margin between ONNX Runtime's two best classes, the resize's last bits
+/// (fast_image_resize here, Pillow there) decide among near-equal classes (Lite1 on the
+/// power drill: 0.01 logit between its first and second, and this project picks a third);
+/// such rows are not compared: 5 of the 171 (3 of them Lite1's), the next nearest 0.10.
+const NEAR_TIE: f32 = 0.1;
 
 #[test]
-fn lite0_reaches_its_claimed_accuracy() {
-    needs_shared_data!();
-    let claimed = claimed_top1("efficientnet-lite0");
-    let got = top1_on("efficientnet-lite0", 1);
-    assert!(
-        got >= claimed - 0.01,
-        "Lite0 top-1 {got} < claimed {claimed} - 1 point"
+fn every_model_gives_onnx_runtimes_answer_on_every_bundled_photo() {
+    let answers = onnxruntime_answers();
+    assert_eq!(
+        answers.len(),
+        3 * 57,
+        "every photo of the set, for each model"
     );
-}
-
-#[test]
-fn lite2_reaches_its_claimed_accuracy() {
-    needs_shared_data!();
-    let claimed = claimed_top1("efficientnet-lite2");
-    let got = top1_on("efficientnet-lite2", 1);
-    assert!(
-        got >= claimed - 0.01,
-        "Lite2 top-1 {got} < claimed {claimed} - 1 point"
-    );
-}
-
-#[test]
-fn lite1_loads_and_classifies() {
-    needs_shared_data!();
-    // Every 10th image: 50 images, enough to tell a working model (~88%) from a broken one.
-    let got = top1_on("efficientnet-lite1", 10);
-    assert!(got >= 0.8, "Lite1 top-1 on 50 images: {got}");
+    for name in [
+        "efficientnet-lite0",
+        "efficientnet-lite1",
+        "efficientnet-lite2",
+    ] {
+        let mut c = Cascade::single(ModelSpec::new(common::model(name)), LoadOptions::default())
+            .expect("model loads");
+        let decided: Vec<&OnnxRuntimeAnswer> = answers
+            .iter()
+            .filter(|a| a.model == name && a.margin >= NEAR_TIE)
+            .collect();
+        assert!(
+            decided.len() >= 54,
+            "{name}: only {} photos compared",
+            decided.len()
+        );
+        let differ: Vec<String> = decided
+            .iter()
+            .filter_map(|a| {
+                let img = cascade::input::decode_file(&common::sample_dir().join(&a.file)).unwrap();
+                let got = c.classify(&img).unwrap().class;
+                (got != a.top1)
+                    .then(|| format!("{}: {got}, onnxruntime {} then {}", a.file, a.top1, a.top2))
+            })
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "{name} disagrees with onnxruntime: {differ:#?}"
+        );
+    }
 }
 
 #[test]
 fn grayscale_images_are_classified() {
-    needs_shared_data!();
-    // Nine of the shared JPEGs are single-channel; they must decode and run like the rest.
-    let ds = common::sample_set(1);
+    // Two of the repository's photos are single-channel JPEGs (see its README); they must
+    // decode and run like the rest.
+    let ds = common::sample_set(usize::MAX);
     let gray: Vec<_> = ds
         .samples
         .iter()
@@ -75,7 +96,11 @@ fn grayscale_images_are_classified() {
                 .is_some_and(|i| i.color().channel_count() == 1)
         })
         .collect();
-    assert_eq!(gray.len(), 9, "the shared data has nine grayscale images");
+    assert_eq!(
+        gray.len(),
+        2,
+        "the repository's set has two grayscale photos"
+    );
     let mut c = Cascade::single(
         ModelSpec::new(common::model("efficientnet-lite0")),
         LoadOptions::default(),

@@ -73,7 +73,6 @@ fn cascade_args() -> Vec<String> {
 
 #[test]
 fn mjpeg_stream_gives_the_classes_classify_gives_the_files() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let stream_file = dir.path().join("stream.mjpeg");
     let photos = photos();
@@ -129,7 +128,6 @@ fn mjpeg_stream_gives_the_classes_classify_gives_the_files() {
 
 #[test]
 fn corrupt_frames_in_the_middle_are_skipped_and_the_rest_classified() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let photos = photos();
     let read = |i: usize| std::fs::read(&photos[i]).unwrap();
@@ -187,7 +185,6 @@ fn raw_rgb(path: &Path, w: u32, h: u32) -> image::RgbImage {
 
 #[test]
 fn raw_rgb24_frames_match_classify_and_a_short_tail_is_counted() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let photos = photos();
     let mut stream = Vec::new();
@@ -242,7 +239,6 @@ fn raw_rgb24_frames_match_classify_and_a_short_tail_is_counted() {
 
 #[test]
 fn yuv420_from_a_pipe_with_an_odd_size() {
-    needs_shared_data!();
     // A uniform mid-grey frame of odd size, written to standard input.
     let (w, h) = (225usize, 171usize);
     let chroma = w.div_ceil(2) * h.div_ceil(2);
@@ -274,7 +270,6 @@ fn yuv420_from_a_pipe_with_an_odd_size() {
 
 #[test]
 fn frames_faster_than_the_cascade_keep_the_newest_and_count_drops() {
-    needs_shared_data!();
     // 40 frames read from a file in an instant; the cascade needs milliseconds per frame.
     let dir = tempfile::tempdir().unwrap();
     let tench = std::fs::read(image("n01440764_tench.JPEG")).unwrap();
@@ -396,7 +391,6 @@ fn mjpeg_of_photos(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_tight_deadline_answers_unsure_frames_at_the_first_stage() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     // Threshold 1: every frame would be deferred to Lite2; a 1 ms deadline forbids it.
     let prof = profile(dir.path(), 1.0, false);
@@ -420,7 +414,6 @@ fn a_tight_deadline_answers_unsure_frames_at_the_first_stage() {
 
 #[test]
 fn a_budget_reports_the_running_mean_and_the_threshold() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let prof = profile(dir.path(), 0.5, true);
     let input = mjpeg_of_photos(dir.path());
@@ -448,7 +441,6 @@ fn a_budget_reports_the_running_mean_and_the_threshold() {
 
 #[test]
 fn an_energy_budget_needs_the_stages_energy() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let prof = profile(dir.path(), 0.5, false);
     let input = mjpeg_of_photos(dir.path());
@@ -458,7 +450,6 @@ fn an_energy_budget_needs_the_stages_energy() {
 
 #[test]
 fn deadline_and_budget_need_a_profile() {
-    needs_shared_data!();
     for flag in ["--deadline-ms", "--budget-ms", "--budget-mj"] {
         let out = cascade(&[
             "stream",
@@ -480,7 +471,6 @@ fn deadline_and_budget_need_a_profile() {
 
 #[test]
 fn raw_formats_need_a_size_and_a_missing_input_is_an_error() {
-    needs_shared_data!();
     let lite0 = model("efficientnet-lite0");
     let out = cascade(&["stream", "--pix-fmt", "nv12", "--model", &lite0]);
     assert!(!out.status.success());
@@ -506,7 +496,6 @@ fn raw_formats_need_a_size_and_a_missing_input_is_an_error() {
 
 #[test]
 fn closed_stdout_ends_the_stream_with_success() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let tench = std::fs::read(image("n01440764_tench.JPEG")).unwrap();
     let file = dir.path().join("many.mjpeg");
@@ -526,7 +515,6 @@ fn closed_stdout_ends_the_stream_with_success() {
 
 #[test]
 fn ctrl_c_prints_the_summary() {
-    needs_shared_data!();
     let tench = std::fs::read(image("n01440764_tench.JPEG")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_cascade"))
         // --no-drop: on a loaded machine the second frame can arrive before the first is
@@ -582,7 +570,6 @@ fn ctrl_c_prints_the_summary() {
 #[cfg(not(feature = "v4l"))]
 #[test]
 fn a_camera_needs_the_v4l_build() {
-    needs_shared_data!();
     let out = cascade(&[
         "stream",
         "--device",
@@ -596,7 +583,6 @@ fn a_camera_needs_the_v4l_build() {
 #[cfg(feature = "v4l")]
 #[test]
 fn a_missing_camera_is_a_clear_error() {
-    needs_shared_data!();
     let out = cascade(&[
         "stream",
         "--device",
@@ -609,7 +595,6 @@ fn a_missing_camera_is_a_clear_error() {
 
 #[test]
 fn meter_reports_the_machine_meter_or_that_there_is_none() {
-    needs_shared_data!();
     let dir = tempfile::tempdir().unwrap();
     let input = mjpeg_of_photos(dir.path());
     let lite0 = model("efficientnet-lite0");
