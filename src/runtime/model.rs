@@ -1,7 +1,9 @@
 //! Loading an ONNX classifier with tract, checking it is one, and running it.
 //!
 //! A [`Model`] is optimized once at load time and keeps one tract execution state, so each
-//! inference reuses tract's scratch memory instead of re-planning.
+//! inference reuses tract's scratch memory instead of re-planning. The optimized plan (the
+//! weights, packed for the kernels) is shared: [`Model::fork`] gives another thread its own
+//! state on the same weights, so workers cost activations, not copies of the model.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -48,16 +50,23 @@ impl Default for LoadOptions {
     }
 }
 
-/// A loaded, optimized classifier.
+/// A loaded, optimized classifier: shared weights and one execution state of its own.
 pub struct Model {
+    loaded: Arc<Loaded>,
+    state: TypedSimpleState,
+    logits: Vec<f32>,
+}
+
+/// What every [`Model::fork`] of one load shares, read-only: the optimized plan and what was
+/// learned about the model while loading it.
+struct Loaded {
     path: PathBuf,
     /// The manifest's `name`, else the file name without its extension.
     name: String,
     input: InputSpec,
     labels: Labels,
     num_classes: usize,
-    state: TypedSimpleState,
-    logits: Vec<f32>,
+    plan: Arc<TypedRunnableModel>,
     load_time: Duration,
     assumed: Vec<String>,
     multiply_adds: Option<u64>,
@@ -66,9 +75,9 @@ pub struct Model {
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Model")
-            .field("path", &self.path)
-            .field("input", &self.input)
-            .field("num_classes", &self.num_classes)
+            .field("path", &self.loaded.path)
+            .field("input", &self.loaded.input)
+            .field("num_classes", &self.loaded.num_classes)
             .finish()
     }
 }
@@ -284,37 +293,61 @@ impl Model {
             None => Labels::generic(num_classes),
         };
         let plan = optimized.into_runnable().map_err(|e| model_err(&e))?;
-        let state = plan.spawn().map_err(|e| model_err(&e))?;
-        Ok(Model {
+        let loaded = Loaded {
             path: path.to_path_buf(),
             name,
             input,
             labels,
             num_classes,
-            state,
-            logits: vec![0.0; num_classes],
+            plan,
             load_time: start.elapsed(),
             assumed,
             multiply_adds,
+        };
+        Model::on(Arc::new(loaded))
+    }
+
+    /// A model with its own execution state on already loaded weights.
+    fn on(loaded: Arc<Loaded>) -> Result<Model> {
+        let state = loaded.plan.spawn().map_err(|e| Error::Model {
+            path: loaded.path.clone(),
+            reason: one_line(&e),
+        })?;
+        Ok(Model {
+            logits: vec![0.0; loaded.num_classes],
+            loaded,
+            state,
         })
+    }
+
+    /// The same model for another thread: the weights are shared, the execution state and
+    /// output buffer are new (tract's activations, a few MB, against tens of MB of weights).
+    pub fn fork(&self) -> Result<Model> {
+        Model::on(Arc::clone(&self.loaded))
+    }
+
+    /// Whether `self` and `other` run on one copy of the weights (one is a fork of the
+    /// other, or both of a third).
+    pub fn shares_weights_with(&self, other: &Model) -> bool {
+        Arc::ptr_eq(&self.loaded, &other.loaded)
     }
 
     /// Runs the model on one preprocessed input tensor (laid out as [`Model::input`] says)
     /// and returns its logits.
     pub fn infer(&mut self, input: &[f32]) -> Result<&[f32]> {
         let fail = |e: &dyn std::fmt::Display| Error::Inference {
-            path: self.path.clone(),
+            path: self.loaded.path.clone(),
             reason: one_line(e),
         };
-        if input.len() != self.input.len() {
+        if input.len() != self.loaded.input.len() {
             return Err(Error::InvalidArgument(format!(
                 "input has {} values, {} expects {}",
                 input.len(),
-                self.path.display(),
-                self.input.len()
+                self.loaded.path.display(),
+                self.loaded.input.len()
             )));
         }
-        let tensor = Tensor::from_shape(&self.input.shape(), input).map_err(|e| fail(&e))?;
+        let tensor = Tensor::from_shape(&self.loaded.input.shape(), input).map_err(|e| fail(&e))?;
         let outputs = self.state.run(tvec![tensor.into()]).map_err(|e| fail(&e))?;
         let view = outputs[0]
             .to_plain_array_view::<f32>()
@@ -340,40 +373,40 @@ impl Model {
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.loaded.path
     }
 
     /// A short name for reports (the manifest's `name`, else the file stem).
     pub fn name(&self) -> &str {
-        &self.name
+        &self.loaded.name
     }
 
     pub fn input(&self) -> &InputSpec {
-        &self.input
+        &self.loaded.input
     }
 
     pub fn labels(&self) -> &Labels {
-        &self.labels
+        &self.loaded.labels
     }
 
     pub fn num_classes(&self) -> usize {
-        self.num_classes
+        self.loaded.num_classes
     }
 
     /// The f32 multiply-adds of one inference, by tract's cost model (`None` if unknown):
     /// the work floor of a machine is this divided by its SIMD FMA lanes.
     pub fn multiply_adds(&self) -> Option<u64> {
-        self.multiply_adds
+        self.loaded.multiply_adds
     }
 
     /// Wall time spent reading, checking and optimizing the model.
     pub fn load_time(&self) -> Duration {
-        self.load_time
+        self.loaded.load_time
     }
 
     /// What was guessed because the model came without a manifest (empty with one).
     pub fn assumptions(&self) -> &[String] {
-        &self.assumed
+        &self.loaded.assumed
     }
 }
 
@@ -498,6 +531,29 @@ mod tests {
         assert_eq!((model.num_classes(), model.name()), (10, "in-memory"));
         let input = vec![0.5; model.input().len()];
         assert_eq!(model.infer(&input).unwrap().len(), 10);
+    }
+
+    #[test]
+    fn a_fork_shares_the_weights_and_runs_on_its_own_thread() {
+        let path = fixture("tiny-10class.onnx");
+        let mut model = Model::load(&ModelSpec::new(&path), LoadOptions::default()).unwrap();
+        let mut fork = model.fork().unwrap();
+        assert!(fork.shares_weights_with(&model));
+        let other = Model::load(&ModelSpec::new(&path), LoadOptions::default()).unwrap();
+        assert!(!other.shares_weights_with(&model), "a second load is a second copy");
+        let a: Vec<f32> = (0..model.input().len()).map(|i| (i % 7) as f32 / 7.0).collect();
+        let b = vec![0.5; a.len()];
+        let want_a = model.infer(&a).unwrap().to_vec();
+        let want_b = model.infer(&b).unwrap().to_vec();
+        assert_ne!(want_a, want_b);
+        // The fork runs on another thread while the original runs here: each keeps its own
+        // state and output buffer.
+        let got_b = std::thread::scope(|s| {
+            let worker = s.spawn(move || fork.infer(&b).unwrap().to_vec());
+            assert_eq!(model.infer(&a).unwrap(), want_a.as_slice());
+            worker.join().unwrap()
+        });
+        assert_eq!(got_b, want_b);
     }
 
     /// Found by the `model` fuzz target, two ways to make tract panic: a graph output

@@ -3,7 +3,13 @@
 //! A stage knows how to load itself the first time it is needed and how to let go of the
 //! model again (to free memory on a small board); its preprocessing buffers survive a
 //! release because they are small and their shape never changes.
+//!
+//! Forks of a stage ([`Stage::fork`], one per worker thread) share one slot for the model:
+//! whichever worker first needs it loads it, the others attach to the same weights with
+//! their own execution state, and a release empties the slot for all of them (a worker
+//! drops its handle when it next runs the stage and finds the slot changed).
 
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -17,10 +23,19 @@ pub struct Stage {
     spec: ModelSpec,
     options: LoadOptions,
     footprint: Footprint,
+    shared: Arc<Mutex<Slot>>,
+    /// This worker's handle on the slot's weights, with its own execution state.
     model: Option<Model>,
     preprocessor: Option<Preprocessor>,
-    loads: usize,
     last_used: Option<Instant>,
+}
+
+/// The model every fork of a stage runs: loaded at most once at a time.
+#[derive(Debug, Default)]
+struct Slot {
+    /// The loaded model; workers run forks of it, never it.
+    model: Option<Model>,
+    loads: usize,
 }
 
 /// What one run of a stage produced. The logits borrow the stage's reused buffer.
@@ -40,19 +55,47 @@ impl Stage {
             footprint: Footprint::of_file(&spec.path),
             spec,
             options,
+            shared: Arc::default(),
             model: None,
             preprocessor: None,
-            loads: 0,
             last_used: None,
         }
     }
 
+    /// The same stage for another worker thread: one model slot between them (see the
+    /// module's documentation), its own execution state and preprocessing buffers.
+    pub fn fork(&self) -> Stage {
+        Stage {
+            spec: self.spec.clone(),
+            options: self.options,
+            footprint: self.footprint,
+            shared: Arc::clone(&self.shared),
+            model: None,
+            preprocessor: None,
+            last_used: None,
+        }
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        // A worker that panicked mid-load left nothing half-written: the slot is only
+        // assigned whole.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Makes the model resident. Returns the load time if it was loaded now, `None` if it
-    /// already was.
+    /// already was (by this worker or, for a fork, by another).
     pub fn load(&mut self) -> Result<Option<Duration>> {
-        if self.model.is_some() {
+        let shared = Arc::clone(&self.shared);
+        let mut slot = shared.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(loaded) = &slot.model {
+            if !self.model.as_ref().is_some_and(|m| m.shares_weights_with(loaded)) {
+                self.attach(loaded.fork()?);
+            }
             return Ok(None);
         }
+        // Released by another worker since this one last ran: let go of the old weights
+        // before loading new ones.
+        self.model = None;
         let model = Model::load(&self.spec, self.options)?;
         for assumption in model.assumptions() {
             log::warn!(
@@ -68,21 +111,28 @@ impl Stage {
             model.num_classes(),
             model.input().shape()
         );
-        if self.preprocessor.is_none() {
-            self.preprocessor = Some(Preprocessor::new(model.input().clone()));
-        }
-        self.model = Some(model);
-        self.loads += 1;
+        self.attach(model.fork()?);
+        slot.model = Some(model);
+        slot.loads += 1;
         // Idleness counts from the load, so a preloaded stage that is never needed can
         // still be released.
         self.last_used = Some(Instant::now());
         Ok(Some(took))
     }
 
+    fn attach(&mut self, model: Model) {
+        if self.preprocessor.is_none() {
+            self.preprocessor = Some(Preprocessor::new(model.input().clone()));
+        }
+        self.model = Some(model);
+    }
+
     /// Drops the model and gives its memory back to the system; the next run loads it
-    /// again. Returns whether anything was released.
+    /// again. Returns whether anything was released. Other workers' handles keep the
+    /// weights alive until each next runs the stage.
     pub fn release(&mut self) -> bool {
-        let was = self.model.take().is_some();
+        let was = self.slot().model.take().is_some();
+        self.model = None;
         if was {
             crate::memory::return_freed_memory();
             log::info!("released {}", self.spec.path.display());
@@ -95,13 +145,14 @@ impl Stage {
         self.footprint
     }
 
+    /// Whether the model is resident (for any worker).
     pub fn is_loaded(&self) -> bool {
-        self.model.is_some()
+        self.slot().model.is_some()
     }
 
-    /// How many times the model has been loaded so far.
+    /// How many times the model has been loaded so far, by this stage and its forks.
     pub fn load_count(&self) -> usize {
-        self.loads
+        self.slot().loads
     }
 
     /// When the stage last ran or was loaded, if ever.
@@ -113,7 +164,7 @@ impl Stage {
         &self.spec
     }
 
-    /// The resident model, if loaded.
+    /// This worker's handle on the model, once it has loaded or attached to it.
     pub fn model(&self) -> Option<&Model> {
         self.model.as_ref()
     }
