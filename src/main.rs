@@ -9,9 +9,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     cascade::memory::keep_large_buffers_out_of_the_heap();
-    let args = cli::Args::parse();
+    let mut args = cli::Args::parse();
     cli::init_logger(args.verbose, args.quiet);
-    let threads = cli::threads(&args);
+    let threads = cli::threads(&mut args);
     threads.apply();
     match cli::run(args, threads) {
         Ok(code) => code,

@@ -1,9 +1,10 @@
 //! `cascade classify`: top classes of each image file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use cascade::input::decode_file;
+use cascade::runtime::{run_in_order, Decision, Labels, Workers};
 
 use super::output::{decision_json, line};
 use super::{CliResult, StageArgs};
@@ -18,6 +19,11 @@ pub struct ClassifyArgs {
     /// One JSON object per image on stdout instead of readable lines.
     #[arg(long)]
     pub json: bool,
+    /// Images classified at once, each on its own thread with its own copy of the
+    /// cascade's state (the models' weights are shared) [default: one per big core;
+    /// 1 = latency mode, every tract thread on one image]. Output stays in argument order.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<Workers>,
     /// Image files to classify.
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
@@ -26,52 +32,90 @@ pub struct ClassifyArgs {
 pub fn run(args: ClassifyArgs) -> CliResult<ExitCode> {
     let (mut cascade, _) = args.stages.build()?;
     let mut failed = 0usize;
-    for path in &args.images {
-        // A bad image is reported and skipped; the others are still classified.
-        let image = match decode_file(path) {
-            Ok(image) => image,
-            Err(e) => {
-                eprintln!("error: {e}");
-                failed += 1;
-                continue;
-            }
-        };
-        let decision = cascade.classify(&image)?;
-        if args.json {
-            let mut v = decision_json(&cascade, &decision);
-            v["path"] = path.display().to_string().into();
-            line(&v.to_string())?;
-            continue;
-        }
-        let labels = cascade.labels();
-        let stage_note = if cascade.stages().len() > 1 {
-            format!(", stage {}", decision.exit_stage)
-        } else {
-            String::new()
-        };
-        let load_note = decision
-            .load_time()
-            .map(|t| format!(", +{:.0} ms loading", t.as_secs_f64() * 1e3))
-            .unwrap_or_default();
-        line(&format!(
-            "{}: {} ({:.1}%{stage_note}, {:.1} ms{load_note})",
-            path.display(),
-            labels.name(decision.class),
-            100.0 * decision.top.first().map_or(0.0, |r| r.probability),
-            decision.compute_time().as_secs_f64() * 1e3,
-        ))?;
-        for r in decision.top.iter().take(args.top as usize) {
-            line(&format!(
-                "  {:6.2}%  {:4}  {}",
-                100.0 * r.probability,
-                r.class,
-                labels.name(r.class)
-            ))?;
-        }
+    let workers = args.workers.unwrap_or(Workers::ONE);
+    let labels = cascade.labels().clone();
+    let stage_count = cascade.stages().len();
+    let mut write_error: Option<std::io::Error> = None;
+    let classified = run_in_order(
+        &mut cascade,
+        workers,
+        args.images.iter(),
+        |cascade, path| {
+            // A bad image is reported and skipped; the others are still classified.
+            Ok(match decode_file(path) {
+                Ok(image) => {
+                    let decision = cascade.classify(&image)?;
+                    let json = args.json.then(|| decision_json(cascade, &decision));
+                    (path, Ok((decision, json)))
+                }
+                Err(e) => (path, Err(e)),
+            })
+        },
+        |_, (path, outcome)| {
+            let (decision, json) = match outcome {
+                Ok(decided) => decided,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    failed += 1;
+                    return Ok(());
+                }
+            };
+            let printed = match json {
+                Some(mut v) => {
+                    v["path"] = path.display().to_string().into();
+                    line(&v.to_string())
+                }
+                None => print_decision(path, &decision, &labels, stage_count, args.top),
+            };
+            // Kept as the I/O error it is, so that a closed pipe (`| head`) ends quietly.
+            printed.map_err(|e| {
+                write_error = Some(e);
+                cascade::Error::Internal("standard output is closed".into())
+            })
+        },
+    );
+    if let Some(e) = write_error {
+        return Err(e.into());
     }
+    classified?;
     Ok(if failed > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One decision as readable lines: the answer, then the best classes.
+fn print_decision(
+    path: &Path,
+    decision: &Decision,
+    labels: &Labels,
+    stage_count: usize,
+    top: u8,
+) -> std::io::Result<()> {
+    let stage_note = if stage_count > 1 {
+        format!(", stage {}", decision.exit_stage)
+    } else {
+        String::new()
+    };
+    let load_note = decision
+        .load_time()
+        .map(|t| format!(", +{:.0} ms loading", t.as_secs_f64() * 1e3))
+        .unwrap_or_default();
+    line(&format!(
+        "{}: {} ({:.1}%{stage_note}, {:.1} ms{load_note})",
+        path.display(),
+        labels.name(decision.class),
+        100.0 * decision.top.first().map_or(0.0, |r| r.probability),
+        decision.compute_time().as_secs_f64() * 1e3,
+    ))?;
+    for r in decision.top.iter().take(top as usize) {
+        line(&format!(
+            "  {:6.2}%  {:4}  {}",
+            100.0 * r.probability,
+            r.class,
+            labels.name(r.class)
+        ))?;
+    }
+    Ok(())
 }

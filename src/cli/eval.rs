@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use cascade::runtime::Workers;
 use cascade::tune::evaluate;
 use cascade::tune::LayoutKind;
 use cascade::Threads;
@@ -18,6 +19,11 @@ pub struct EvalArgs {
     /// One JSON object with every figure on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Images evaluated at once, each on its own thread with its own copy of the cascade's
+    /// state (the models' weights are shared) [default: one per big core; 1 = latency
+    /// mode, every tract thread on one image].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<Workers>,
 }
 
 pub fn run(args: EvalArgs, threads: Threads) -> CliResult<ExitCode> {
@@ -30,7 +36,8 @@ pub fn run(args: EvalArgs, threads: Threads) -> CliResult<ExitCode> {
         );
     }
     let bar = progress_bar(dataset.len());
-    let report = evaluate(&mut cascade, &dataset, |done, _| {
+    let workers = args.workers.unwrap_or(Workers::ONE);
+    let report = evaluate(&mut cascade, &dataset, workers, |done, _| {
         bar.set_position(done as u64)
     })?;
     bar.finish_and_clear();

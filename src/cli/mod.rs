@@ -217,10 +217,36 @@ pub fn init_logger(verbose: u8, quiet: bool) {
 }
 
 /// The `--threads` given, or the library's default for this machine (logged with the rule
-/// that chose it).
-pub fn threads(args: &Args) -> Threads {
-    args.threads
-        .unwrap_or_else(cascade::device::default_threads)
+/// that chose it). Also settles `--workers` for the commands that take it: one worker per
+/// default thread unless given, and then tract on one thread per worker (its executor is
+/// process-wide, so workers would otherwise share and oversubscribe the cores).
+pub fn threads(args: &mut Args) -> Threads {
+    let workers = match &mut args.command {
+        Command::Eval(e) => Some(&mut e.workers),
+        Command::Classify(c) => Some(&mut c.workers),
+        _ => None,
+    };
+    let Some(workers) = workers else {
+        return args
+            .threads
+            .unwrap_or_else(cascade::device::default_threads);
+    };
+    let chosen = *workers.get_or_insert_with(|| {
+        let cores = cascade::device::default_threads();
+        cascade::runtime::Workers::new(cores.get()).unwrap_or(cascade::runtime::Workers::ONE)
+    });
+    match args.threads {
+        Some(t) => {
+            if chosen.get() > 1 && t.get() > 1 {
+                log::warn!(
+                    "--threads {t} with --workers {chosen}: every worker shares tract's {t} threads"
+                );
+            }
+            t
+        }
+        None if chosen.get() > 1 => Threads::ONE,
+        None => cascade::device::default_threads(),
+    }
 }
 
 /// Runs a parsed command with the thread count in effect; `Ok` carries the exit code

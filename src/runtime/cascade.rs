@@ -317,6 +317,24 @@ impl Cascade {
 
     /// Warns, once when building, about each later stage that cannot fit beside the first
     /// even with every other stage released: inputs it would get are answered earlier.
+    /// The same cascade for another worker thread: each stage shares its model slot with
+    /// this one (a stage is loaded once, by whichever worker first defers to it; see
+    /// [`Stage::fork`]), with its own execution states and buffers. The memory budget is
+    /// shared as the models are: forks do not count as more models.
+    pub fn fork(&self) -> Result<Cascade> {
+        let mut stages: Vec<Stage> = self.stages.iter().map(Stage::fork).collect();
+        stages[0].load()?;
+        Ok(Cascade {
+            stages,
+            rules: self.rules.clone(),
+            metric: self.metric,
+            release_after_idle: self.release_after_idle,
+            memory: self.memory,
+            released_for_memory: 0,
+            num_classes: self.num_classes,
+        })
+    }
+
     fn warn_about_stages_that_never_fit(&self) {
         let first = &self.stages[0];
         let room = self

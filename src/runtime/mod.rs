@@ -20,6 +20,7 @@ pub(crate) mod manifest;
 mod model;
 mod preprocess;
 mod stage;
+mod workers;
 
 pub use cascade::{
     Cascade, CascadeBuilder, CutShort, Decision, StageRun, DEFAULT_THRESHOLD, MAX_STAGES,
@@ -31,3 +32,4 @@ pub use manifest::{InputSpec, Layout, Manifest, Normalization};
 pub use model::{LoadOptions, Model, ModelSpec, Threads};
 pub use preprocess::Preprocessor;
 pub use stage::{Stage, StageOutput};
+pub use workers::{run_in_order, Workers};

@@ -540,8 +540,13 @@ mod tests {
         let mut fork = model.fork().unwrap();
         assert!(fork.shares_weights_with(&model));
         let other = Model::load(&ModelSpec::new(&path), LoadOptions::default()).unwrap();
-        assert!(!other.shares_weights_with(&model), "a second load is a second copy");
-        let a: Vec<f32> = (0..model.input().len()).map(|i| (i % 7) as f32 / 7.0).collect();
+        assert!(
+            !other.shares_weights_with(&model),
+            "a second load is a second copy"
+        );
+        let a: Vec<f32> = (0..model.input().len())
+            .map(|i| (i % 7) as f32 / 7.0)
+            .collect();
         let b = vec![0.5; a.len()];
         let want_a = model.infer(&a).unwrap().to_vec();
         let want_b = model.infer(&b).unwrap().to_vec();

@@ -88,7 +88,11 @@ impl Stage {
         let shared = Arc::clone(&self.shared);
         let mut slot = shared.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(loaded) = &slot.model {
-            if !self.model.as_ref().is_some_and(|m| m.shares_weights_with(loaded)) {
+            if !self
+                .model
+                .as_ref()
+                .is_some_and(|m| m.shares_weights_with(loaded))
+            {
                 self.attach(loaded.fork()?);
             }
             return Ok(None);

@@ -180,17 +180,23 @@ impl Dataset {
     /// count it (it is left out of every figure).
     pub fn decoded(&self) -> impl Iterator<Item = Decoded<'_>> + '_ {
         self.samples.iter().map(|sample| {
-            let t0 = Instant::now();
-            let image = decode_file(&sample.path);
-            if let Err(e) = &image {
+            let decoded = Dataset::decode(sample);
+            if let Err(e) = &decoded.image {
                 log::warn!("skipping {e}");
             }
-            Decoded {
-                sample,
-                image,
-                decode_time: t0.elapsed(),
-            }
+            decoded
         })
+    }
+
+    /// Reads and decodes one sample, timed.
+    pub fn decode(sample: &Sample) -> Decoded<'_> {
+        let t0 = Instant::now();
+        let image = decode_file(&sample.path);
+        Decoded {
+            sample,
+            image,
+            decode_time: t0.elapsed(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {

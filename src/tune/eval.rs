@@ -1,12 +1,12 @@
 //! Accuracy and latency of a cascade (or a single model) over a labelled data folder.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::runtime::{Cascade, CutShort, Decision, Metric, Threads};
+use crate::runtime::{run_in_order, Cascade, CutShort, Decision, Metric, Threads, Workers};
 use crate::tune::Dataset;
 use crate::tune::Latency;
 
@@ -28,6 +28,10 @@ pub struct EvalReport {
     pub stage_count: usize,
     /// Time spent decoding files (not part of the per-image latency).
     pub decode_time: Duration,
+    /// Wall time of the whole run (decoding included), from which throughput follows.
+    pub wall_time: Duration,
+    /// Images in flight at once.
+    pub workers: Workers,
 }
 
 impl EvalReport {
@@ -99,6 +103,10 @@ pub struct EvalSummary {
     pub thresholds: Vec<f32>,
     pub metric: Metric,
     pub threads: usize,
+    /// Images evaluated at once (1: latency mode).
+    pub workers: usize,
+    /// Images per second over the whole run, decoding included.
+    pub images_per_s: f64,
     pub data: String,
     pub images: usize,
     pub labelled: usize,
@@ -134,6 +142,9 @@ impl EvalReport {
             thresholds: cascade.rules().iter().map(|r| r.threshold.get()).collect(),
             metric: cascade.metric(),
             threads: threads.get(),
+            workers: self.workers.get(),
+            images_per_s: (self.records.len() + self.skipped.len()) as f64
+                / self.wall_time.as_secs_f64().max(1e-9),
             data: data.display().to_string(),
             images: self.records.len(),
             labelled: self.labelled_count(),
@@ -170,8 +181,8 @@ impl EvalSummary {
             out += &format!("exit rule  {} >= {}\n", self.metric, t.join(", "));
         }
         out += &format!(
-            "images     {} ({} labelled, {} skipped), {} thread(s)\n",
-            self.images, self.labelled, self.skipped, self.threads
+            "images     {} ({} labelled, {} skipped), {} worker(s), {} thread(s)\n",
+            self.images, self.labelled, self.skipped, self.workers, self.threads
         );
         out += &format!(
             "top-1      {}\ntop-5      {}\n",
@@ -198,6 +209,10 @@ impl EvalSummary {
             "latency    mean {:.2} ms, median {:.2} ms, p95 {:.2} ms per image (preprocess + inference)\n",
             l.mean_ms, l.p50_ms, l.p95_ms
         );
+        out += &format!(
+            "throughput {:.1} images/s (decoding included)\n",
+            self.images_per_s
+        );
         for load in &self.loads {
             out += &format!(
                 "load       stage {} loaded during the run in {:.0} ms (not in latency)\n",
@@ -208,11 +223,14 @@ impl EvalSummary {
     }
 }
 
-/// Runs every image of `dataset` through `cascade`. `progress(done, total)` is called after
-/// each image. Undecodable images are skipped with a warning; model errors stop the run.
+/// Runs every image of `dataset` through `cascade`, `workers` images at a time (each worker
+/// decodes and classifies its own image; records stay in the folder's order).
+/// `progress(done, total)` is called after each image. Undecodable images are skipped with
+/// a warning; model errors stop the run.
 pub fn evaluate(
     cascade: &mut Cascade,
     dataset: &Dataset,
+    workers: Workers,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<EvalReport> {
     let mut report = EvalReport {
@@ -220,23 +238,42 @@ pub fn evaluate(
         skipped: Vec::new(),
         stage_count: cascade.stages().len(),
         decode_time: Duration::ZERO,
+        wall_time: Duration::ZERO,
+        workers,
     };
-    for (i, item) in dataset.decoded().enumerate() {
-        match item.image {
-            Ok(image) => {
-                report.decode_time += item.decode_time;
-                let decision = cascade.classify(&image)?;
-                report.records.push(EvalRecord {
-                    path: item.sample.path.clone(),
-                    label: item.sample.label,
-                    decision,
-                });
+    let started = Instant::now();
+    run_in_order(
+        cascade,
+        workers,
+        dataset.samples.iter(),
+        |cascade, sample| {
+            // The image is dropped here, on the worker: only the decision travels back.
+            let item = Dataset::decode(sample);
+            let decided = match &item.image {
+                Ok(image) => Ok(cascade.classify(image)?),
+                Err(e) => {
+                    log::warn!("skipping {e}");
+                    Err(e.to_string())
+                }
+            };
+            Ok((sample, item.decode_time, decided))
+        },
+        |i, (sample, decode_time, decided)| {
+            match decided {
+                Ok(decision) => {
+                    report.decode_time += decode_time;
+                    report.records.push(EvalRecord {
+                        path: sample.path.clone(),
+                        label: sample.label,
+                        decision,
+                    });
+                }
+                Err(reason) => report.skipped.push((sample.path.clone(), reason)),
             }
-            Err(e) => report
-                .skipped
-                .push((item.sample.path.clone(), e.to_string())),
-        }
-        progress(i + 1, dataset.len());
-    }
+            progress(i + 1, dataset.len());
+            Ok(())
+        },
+    )?;
+    report.wall_time = started.elapsed();
     Ok(report)
 }

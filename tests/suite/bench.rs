@@ -50,9 +50,13 @@ fn bench_outputs_exist_parse_and_agree_with_eval() {
     assert_eq!(ctx["models"][0]["sha256"].as_str().unwrap().len(), 64);
     let cargo = std::fs::read_to_string(common::root().join("Cargo.toml")).unwrap();
     let tract = ctx["tract_version"].as_str().unwrap();
+    let pinned = cargo
+        .lines()
+        .find(|l| l.starts_with("tract-onnx = "))
+        .expect("Cargo.toml pins tract-onnx");
     assert!(
-        cargo.contains(&format!("tract-onnx = \"={tract}\"")),
-        "context names the linked tract"
+        pinned.contains(&format!("\"={tract}\"")),
+        "context names the linked tract: {tract} against {pinned}"
     );
 
     let csv = std::fs::read_to_string(out_dir.join("bench.csv")).unwrap();

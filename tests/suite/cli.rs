@@ -613,3 +613,59 @@ fn an_unknown_board_is_refused_before_any_work_naming_the_choices() {
         }
     }
 }
+
+#[test]
+fn classify_with_workers_answers_as_one_worker_in_argument_order() {
+    // 12 photos (one unreadable in the middle) through Lite0 -> Lite2: three workers must give
+    // one worker's answers, exit stages and error, line for line in argument order.
+    let mut files: Vec<String> = common::sample_set(12)
+        .samples
+        .iter()
+        .map(|s| p(&s.path).to_string())
+        .collect();
+    let not_an_image = common::fixture("tiny-10class.onnx");
+    files.insert(6, p(&not_an_image).to_string());
+    let run = |workers: &str| {
+        let mut args = vec![
+            "classify",
+            "--json",
+            "--workers",
+            workers,
+            "--threshold",
+            "0.7",
+        ];
+        let lite2 = common::model_arg("efficientnet-lite2");
+        let stages = ["--stage", &lite0(), "--stage", &lite2].map(String::from);
+        args.extend(stages.iter().map(String::as_str));
+        args.extend(files.iter().map(String::as_str));
+        let out = cascade(&args);
+        assert!(
+            !out.status.success(),
+            "the unreadable file makes the run fail"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(stderr.matches("error").count(), 1, "{stderr}");
+        let answers: Vec<(String, u64, u64)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let path = v["path"].as_str().unwrap().to_string();
+                (
+                    path,
+                    v["class"].as_u64().unwrap(),
+                    v["exit_stage"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        answers
+    };
+    let one = run("1");
+    assert_eq!(one.len(), 12);
+    let want: Vec<&String> = files.iter().filter(|f| !f.ends_with(".onnx")).collect();
+    assert_eq!(one.iter().map(|a| &a.0).collect::<Vec<_>>(), want);
+    assert!(
+        one.iter().any(|a| a.2 == 0) && one.iter().any(|a| a.2 == 1),
+        "{one:?}"
+    );
+    assert_eq!(run("3"), one);
+}

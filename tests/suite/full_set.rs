@@ -5,6 +5,7 @@
 
 use crate::common;
 
+use cascade::runtime::Workers;
 use cascade::tune::evaluate;
 use cascade::{Cascade, LoadOptions, ModelSpec};
 
@@ -26,7 +27,7 @@ fn claimed_top1(model: &str) -> f64 {
 fn top1_on_the_full_set(model: &str) -> f64 {
     let mut c = Cascade::single(ModelSpec::new(common::model(model)), LoadOptions::default())
         .expect("model loads");
-    let report = evaluate(&mut c, &common::full_set(), |_, _| {}).unwrap();
+    let report = evaluate(&mut c, &common::full_set(), Workers::ONE, |_, _| {}).unwrap();
     assert!(report.skipped.is_empty(), "{:?}", report.skipped);
     report.top1().expect("labelled")
 }

@@ -1,0 +1,251 @@
+//! Throughput mode: several inputs at once, one per worker thread, each worker running its
+//! own fork of the cascade (shared weights, own execution state; see [`Cascade::fork`]).
+//!
+//! tract splits only matrix products across threads, so one inference scales poorly with
+//! cores; independent inputs scale almost linearly. Results are delivered in input order,
+//! whatever order the workers finish in, so a caller sees exactly what one worker would
+//! have produced, only sooner.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::runtime::Cascade;
+
+/// How many inputs run at once, each on its own thread: at least one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workers(NonZeroUsize);
+
+impl Workers {
+    /// One worker: latency mode, everything on the calling thread.
+    pub const ONE: Workers = Workers(NonZeroUsize::MIN);
+
+    /// `n` workers, at least 1 and at most 4 per core (more only adds switching).
+    pub fn new(n: usize) -> Result<Workers> {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let max = 4 * cores;
+        match NonZeroUsize::new(n) {
+            Some(n) if n.get() <= max => Ok(Workers(n)),
+            _ => Err(Error::InvalidArgument(format!(
+                "--workers must be at least 1 and at most {max} (4 per core on this machine), got {n}"
+            ))),
+        }
+    }
+
+    pub fn get(self) -> usize {
+        self.0.get()
+    }
+}
+
+impl std::str::FromStr for Workers {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let n: usize = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+        Workers::new(n).map_err(|e| e.to_string())
+    }
+}
+
+impl std::fmt::Display for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Runs `work` on every input, `workers` at a time, and hands each result to `deliver` in
+/// input order (with its index). `cascade` is the first worker's; the others run forks of
+/// it, made here and dropped at the end (the stages they loaded stay loaded in `cascade`).
+/// With one worker everything runs on the calling thread. The first error in input order,
+/// from `work` or `deliver`, stops the run (every input before it has been delivered):
+/// workers finish the input they hold and take no other.
+pub fn run_in_order<I, T, W, D>(
+    cascade: &mut Cascade,
+    workers: Workers,
+    inputs: impl Iterator<Item = I> + Send,
+    work: W,
+    mut deliver: D,
+) -> Result<()>
+where
+    I: Send,
+    T: Send,
+    W: Fn(&mut Cascade, I) -> Result<T> + Sync,
+    D: FnMut(usize, T) -> Result<()>,
+{
+    if workers.get() == 1 {
+        for (i, input) in inputs.enumerate() {
+            deliver(i, work(cascade, input)?)?;
+        }
+        return Ok(());
+    }
+    let mut forks = (1..workers.get())
+        .map(|_| cascade.fork())
+        .collect::<Result<Vec<Cascade>>>()?;
+    let queue = Mutex::new(inputs.enumerate());
+    let stop = AtomicBool::new(false);
+    let (done, results) = mpsc::channel::<(usize, Result<T>)>();
+    std::thread::scope(|scope| {
+        for mine in std::iter::once(&mut *cascade).chain(forks.iter_mut()) {
+            let (queue, stop, work, done) = (&queue, &stop, &work, done.clone());
+            std::thread::Builder::new()
+                .name("cascade-worker".into())
+                .spawn_scoped(scope, move || loop {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    // The lock is held only to take the next input, never while working.
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                    let Some((i, input)) = next else { return };
+                    if done.send((i, work(mine, input))).is_err() {
+                        return;
+                    }
+                })
+                .map_err(|source| Error::Thread {
+                    what: "worker",
+                    source,
+                })?;
+        }
+        drop(done);
+        // Results arrive in any order; hold the early ones until their turn, so that what
+        // is delivered before an error is exactly the inputs before the failing one.
+        let mut waiting: BTreeMap<usize, Result<T>> = BTreeMap::new();
+        let mut next = 0;
+        let mut outcome = Ok(());
+        for (i, result) in results {
+            if outcome.is_err() {
+                continue;
+            }
+            waiting.insert(i, result);
+            while let Some(result) = waiting.remove(&next) {
+                if let Err(e) = result.and_then(|value| deliver(next, value)) {
+                    outcome = Err(e);
+                    stop.store(true, Ordering::Relaxed);
+                    break;
+                }
+                next += 1;
+            }
+        }
+        outcome
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::RgbImage;
+    use crate::runtime::{CascadeBuilder, LoadOptions, ModelSpec, Threshold};
+    use std::path::Path;
+
+    fn tiny() -> ModelSpec {
+        ModelSpec::new(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-1000class.onnx"),
+        )
+    }
+
+    fn images(n: usize) -> Vec<RgbImage> {
+        (0..n)
+            .map(|i| {
+                RgbImage::from_fn(40, 40, |x, y| {
+                    image::Rgb([(x * 6 + i as u32 * 17) as u8, (y * 5) as u8, (i * 29) as u8])
+                })
+            })
+            .collect()
+    }
+
+    /// Two stages of the same tiny model: what matters is who loads what, and the order.
+    fn cascade(threshold: f32) -> Cascade {
+        CascadeBuilder::new()
+            .stage(tiny())
+            .stage(tiny())
+            .threshold(Threshold::new(threshold).unwrap())
+            .load_options(LoadOptions::default())
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn results_come_in_input_order_and_equal_one_workers() {
+        let imgs = images(40);
+        let mut alone = cascade(0.5);
+        let want: Vec<(usize, usize)> = imgs
+            .iter()
+            .map(|im| {
+                let d = alone.classify(im).unwrap();
+                (d.class, d.exit_stage)
+            })
+            .collect();
+        for n in [1, 2, 3] {
+            let mut c = cascade(0.5);
+            let mut got = Vec::new();
+            run_in_order(
+                &mut c,
+                Workers::new(n).unwrap(),
+                imgs.iter(),
+                |c, im| c.classify(im),
+                |i, d| {
+                    assert_eq!(i, got.len(), "delivered in input order");
+                    got.push((d.class, d.exit_stage));
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert_eq!(got, want, "{n} worker(s)");
+        }
+    }
+
+    #[test]
+    fn a_later_stage_is_loaded_once_for_every_worker() {
+        // Threshold 1: every input defers, so every worker needs stage 1.
+        let mut c = cascade(1.0);
+        assert!(!c.stages()[1].is_loaded());
+        run_in_order(
+            &mut c,
+            Workers::new(3).unwrap(),
+            images(12).iter(),
+            |c, im| c.classify(im),
+            |_, d| {
+                assert_eq!(d.exit_stage, 1);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            c.stages()[1].load_count(),
+            1,
+            "one load shared by three workers"
+        );
+    }
+
+    #[test]
+    fn the_first_error_stops_the_run() {
+        let mut c = cascade(0.5);
+        let mut delivered = Vec::new();
+        let err = run_in_order(
+            &mut c,
+            Workers::new(2).unwrap(),
+            0..1000usize,
+            |_, i| {
+                if i == 5 {
+                    Err(Error::InvalidArgument("input 5 is bad".into()))
+                } else {
+                    Ok(i)
+                }
+            },
+            |i, v| {
+                delivered.push((i, v));
+                Ok(())
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("input 5 is bad"), "{err}");
+        assert_eq!(delivered, (0..5).map(|i| (i, i)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn worker_counts_are_checked() {
+        assert!(Workers::new(0).is_err());
+        assert!(Workers::new(100_000).is_err());
+        assert_eq!("2".parse::<Workers>().unwrap().get(), 2);
+        assert!("two".parse::<Workers>().is_err());
+    }
+}
