@@ -571,7 +571,7 @@ impl Cascade {
     fn run_stage(&mut self, i: usize, image: &RgbImage) -> Result<(StageRun, Summary)> {
         let out = self.stages[i].run(image)?;
         let (preprocess, inference, load) = (out.preprocess, out.inference, out.load);
-        let summary = Summary::of(out.logits);
+        let summary = Summary::for_metric(out.logits, self.metric);
         if load.is_some() && i > 0 {
             self.check_agrees(i)?;
         }

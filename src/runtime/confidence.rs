@@ -26,46 +26,78 @@ pub struct Summary {
     pub top: heapless::Vec<Ranked, TOP_K>,
     /// Probability of the best class minus that of the runner-up.
     pub margin: f32,
-    /// `1 - H(p) / ln(C)`: 1 for a one-hot output, 0 for a uniform one.
-    pub certainty: f32,
+    /// `1 - H(p) / ln(C)`: 1 for a one-hot output, 0 for a uniform one. `None` when the
+    /// summary was made for a metric that does not read it ([`Summary::for_metric`]).
+    pub certainty: Option<f32>,
 }
 
 impl Summary {
-    /// Summarizes raw logits. Non-finite logits (NaN) are ranked last and count as
-    /// impossible classes, so a broken output is never confident.
+    /// Summarizes raw logits with every confidence measure, the entropy included.
+    /// Non-finite logits (NaN) are ranked last and count as impossible classes, so a broken
+    /// output is never confident.
     pub fn of(logits: &[f32]) -> Summary {
+        Summary::summarize(logits, true)
+    }
+
+    /// Summarizes raw logits for an exit rule under `metric`: the same as [`Summary::of`]
+    /// but the entropy, which only [`Metric::Entropy`] reads, is left out (`certainty` is
+    /// `None`) unless `metric` asks for it. The top classes and the margin come with the
+    /// softmax's denominator at no extra cost, so they are always there.
+    pub fn for_metric(logits: &[f32], metric: Metric) -> Summary {
+        Summary::summarize(logits, metric == Metric::Entropy)
+    }
+
+    /// Two passes over the logits and no allocation: the first finds the largest logit and
+    /// the best [`TOP_K`] classes, the second sums the shifted exponentials (and, for the
+    /// entropy, their weighted sum).
+    fn summarize(logits: &[f32], entropy: bool) -> Summary {
         let mut top: heapless::Vec<(usize, f32), TOP_K> = heapless::Vec::new();
         let mut max = f32::NEG_INFINITY;
+        let mut classes = 0usize;
         for (i, &l) in logits.iter().enumerate() {
             if l.is_nan() {
                 continue;
             }
+            classes += 1;
             max = max.max(l);
+            // Most logits do not beat the fifth best: one comparison settles them.
+            if top.is_full() && top.last().is_some_and(|&(_, last)| l <= last) {
+                continue;
+            }
             insert_ranked(&mut top, i, l);
         }
         if top.is_empty() || max == f32::NEG_INFINITY {
             return Summary {
                 top: heapless::Vec::new(),
                 margin: 0.0,
-                certainty: 0.0,
+                certainty: entropy.then_some(0.0),
             };
         }
         // Shifted by the max, every exponent is <= 0: no overflow, and the sum is >= 1.
+        // Each exponential is taken in f32 (exact to an ulp, and several times cheaper than
+        // in f64) and summed in f64, so a thousand terms lose nothing to the sum.
         let mut sum = 0.0f64;
         let mut weighted = 0.0f64; // sum of e^(l-max) * (l-max), for the entropy
-        for &l in logits {
-            if l.is_nan() {
-                continue;
+        if entropy {
+            for &l in logits {
+                if l.is_nan() {
+                    continue;
+                }
+                let d = l - max;
+                let e = d.exp();
+                sum += f64::from(e);
+                if e > 0.0 {
+                    weighted += f64::from(e) * f64::from(d);
+                }
             }
-            let d = (l - max) as f64;
-            let e = d.exp();
-            sum += e;
-            if e > 0.0 {
-                weighted += e * d;
+        } else {
+            for &l in logits {
+                if !l.is_nan() {
+                    sum += f64::from((l - max).exp());
+                }
             }
         }
-        let ln_sum = sum.ln();
-        let prob = |l: f32| (((l - max) as f64).exp() / sum) as f32;
+        let prob = |l: f32| (f64::from((l - max).exp()) / sum) as f32;
         let ranked = top
             .iter()
             .map(|&(class, l)| Ranked {
@@ -73,16 +105,17 @@ impl Summary {
                 probability: prob(l),
             })
             .collect::<heapless::Vec<Ranked, TOP_K>>();
-        let p1 = ranked[0].probability;
+        let p1 = ranked.first().map_or(0.0, |r| r.probability);
         let p2 = ranked.get(1).map_or(0.0, |r| r.probability);
-        // H = -sum p ln p = ln(sum) - sum p (l - max), with p = e^(l-max)/sum.
-        let entropy = (ln_sum - weighted / sum).max(0.0);
-        let classes = logits.iter().filter(|l| !l.is_nan()).count();
-        let certainty = if classes > 1 {
-            (1.0 - entropy / (classes as f64).ln()).clamp(0.0, 1.0) as f32
-        } else {
-            1.0
-        };
+        let certainty = entropy.then(|| {
+            // H = -sum p ln p = ln(sum) - sum p (l - max), with p = e^(l-max)/sum.
+            let h = (sum.ln() - weighted / sum).max(0.0);
+            if classes > 1 {
+                (1.0 - h / (classes as f64).ln()).clamp(0.0, 1.0) as f32
+            } else {
+                1.0
+            }
+        });
         Summary {
             top: ranked,
             margin: (p1 - p2).max(0.0),
@@ -136,12 +169,13 @@ pub enum Metric {
 impl Metric {
     pub const ALL: [Metric; 3] = [Metric::MaxProb, Metric::Margin, Metric::Entropy];
 
-    /// This metric's value for a summarized output.
+    /// This metric's value for a summarized output. A summary made without the entropy
+    /// (for another metric) is not confident at all under [`Metric::Entropy`].
     pub fn of(self, s: &Summary) -> f32 {
         match self {
             Metric::MaxProb => s.max_probability(),
             Metric::Margin => s.margin,
-            Metric::Entropy => s.certainty,
+            Metric::Entropy => s.certainty.unwrap_or(0.0),
         }
     }
 
@@ -250,6 +284,91 @@ mod tests {
         (a - b).abs() < 1e-6
     }
 
+    fn certainty(s: &Summary) -> f32 {
+        s.certainty.expect("a full summary has the entropy")
+    }
+
+    #[test]
+    fn hand_computed_values_for_each_metric() {
+        // softmax(0, ln 3) = (0.25, 0.75): class 1, margin 0.5,
+        // H = -(0.25 ln 0.25 + 0.75 ln 0.75) = 0.562335 nats; / ln 2 = 0.811278.
+        let logits = [0.0, 3f32.ln()];
+        for metric in Metric::ALL {
+            let s = Summary::for_metric(&logits, metric);
+            assert_eq!(s.class(), Some(1));
+            let p: Vec<f32> = s.top.iter().map(|r| r.probability).collect();
+            assert!(close(p[0], 0.75) && close(p[1], 0.25), "{p:?}");
+            assert!(close(Metric::MaxProb.of(&s), 0.75));
+            assert!(close(Metric::Margin.of(&s), 0.5));
+        }
+        let s = Summary::for_metric(&logits, Metric::Entropy);
+        assert!(
+            close(Metric::Entropy.of(&s), 1.0 - 0.811_278),
+            "{:?}",
+            s.certainty
+        );
+        // softmax(ln 1, ln 2, ln 5) = (1/8, 2/8, 5/8): margin 3/8,
+        // H = 0.900256 nats; / ln 3 = 0.819448, so the certainty is 0.180552.
+        let s = Summary::for_metric(&[0.0, 2f32.ln(), 5f32.ln()], Metric::Entropy);
+        let classes: Vec<usize> = s.top.iter().map(|r| r.class).collect();
+        assert_eq!(classes, vec![2, 1, 0]);
+        assert!(close(s.top[2].probability, 0.125));
+        assert!(close(s.margin, 0.375));
+        assert!(close(certainty(&s), 0.180_552), "{:?}", s.certainty);
+    }
+
+    #[test]
+    fn entropy_is_computed_only_for_the_entropy_metric() {
+        let logits: Vec<f32> = (0..1000)
+            .map(|i| ((i * 7919) % 1000) as f32 / 100.0)
+            .collect();
+        let full = Summary::of(&logits);
+        for metric in [Metric::MaxProb, Metric::Margin] {
+            let s = Summary::for_metric(&logits, metric);
+            assert_eq!(s.certainty, None);
+            assert_eq!((&s.top, s.margin), (&full.top, full.margin));
+            // Without the entropy, the entropy metric never lets an input exit.
+            assert_eq!(Metric::Entropy.of(&s), 0.0);
+        }
+        assert_eq!(Summary::for_metric(&logits, Metric::Entropy), full);
+    }
+
+    #[test]
+    fn matches_a_plain_f64_softmax_to_float_rounding() {
+        // Logits spread like a real classifier's: one clear winner, a long tail.
+        let logits: Vec<f32> = (0..1000)
+            .map(|i| ((i * 7919) % 1000) as f32 / 120.0 - 3.0 + if i == 417 { 9.0 } else { 0.0 })
+            .collect();
+        let max = logits
+            .iter()
+            .cloned()
+            .fold(f64::NEG_INFINITY, |m, l| m.max(l as f64));
+        let e: Vec<f64> = logits.iter().map(|&l| (l as f64 - max).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        let p: Vec<f64> = e.iter().map(|x| x / sum).collect();
+        let h: f64 = -p
+            .iter()
+            .filter(|&&x| x > 0.0)
+            .map(|x| x * x.ln())
+            .sum::<f64>();
+        let mut order: Vec<usize> = (0..1000).collect();
+        order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+
+        let s = Summary::of(&logits);
+        let classes: Vec<usize> = s.top.iter().map(|r| r.class).collect();
+        assert_eq!(classes, order[..TOP_K]);
+        for r in &s.top {
+            assert!((r.probability as f64 - p[r.class]).abs() < 1e-6, "{r:?}");
+        }
+        assert!((s.margin as f64 - (p[order[0]] - p[order[1]])).abs() < 1e-6);
+        let want = 1.0 - h / 1000f64.ln();
+        assert!(
+            (certainty(&s) as f64 - want).abs() < 1e-6,
+            "{:?} {want}",
+            s.certainty
+        );
+    }
+
     #[test]
     fn hand_computed_two_class_values() {
         // logits (ln 3, 0): p = (0.75, 0.25).
@@ -258,7 +377,7 @@ mod tests {
         assert!(close(s.max_probability(), 0.75));
         assert!(close(s.margin, 0.5));
         // H = -(.75 ln .75 + .25 ln .25) = 0.562335; / ln 2 = 0.811278.
-        assert!(close(s.certainty, 1.0 - 0.811_278), "{}", s.certainty);
+        assert!(close(certainty(&s), 1.0 - 0.811_278), "{:?}", s.certainty);
     }
 
     #[test]
@@ -266,7 +385,7 @@ mod tests {
         let s = Summary::of(&[2.0; 4]);
         assert!(close(s.max_probability(), 0.25));
         assert!(close(s.margin, 0.0));
-        assert!(close(s.certainty, 0.0));
+        assert!(close(certainty(&s), 0.0));
         // Ties rank by class index.
         let classes: Vec<usize> = s.top.iter().map(|r| r.class).collect();
         assert_eq!(classes, vec![0, 1, 2, 3]);
@@ -286,11 +405,11 @@ mod tests {
         assert_eq!(s.class(), Some(0));
         assert!(close(s.max_probability(), 1.0));
         assert!(close(s.margin, 1.0));
-        assert!(close(s.certainty, 1.0));
+        assert!(close(certainty(&s), 1.0));
 
         let s = Summary::of(&[f32::MAX, f32::MAX]);
         assert!(close(s.max_probability(), 0.5));
-        assert!(close(s.certainty, 0.0));
+        assert!(close(certainty(&s), 0.0));
 
         let s = Summary::of(&[1000.0, 999.0]);
         // p = 1/(1+e^-1) = 0.731059

@@ -26,7 +26,7 @@ fn alone(name: &str, images: &[RgbImage]) -> Vec<(usize, Summary)> {
             let summary = Summary {
                 top: d.top.clone(),
                 margin: 0.0,
-                certainty: 0.0,
+                certainty: None,
             };
             (d.class, summary)
         })
