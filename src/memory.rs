@@ -3,9 +3,9 @@
 //!
 //! A board may have 512 MB for everything. The [`MemoryBudget`] (by default half of the
 //! memory this process can have) is split in two: a quarter for one decoded image or frame
-//! (decoding refuses, from the header, anything larger; see `input`), and the rest for the
-//! models (a later stage is loaded only if its estimated footprint fits beside what is
-//! resident; see `runtime::Footprint`).
+//! (decoding refuses, from the header, anything larger, counting a JPEG decoded at reduced
+//! scale at that scale; see `input`), and the rest for the models (a later stage is loaded
+//! only if its estimated footprint fits beside what is resident; see `runtime::Footprint`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

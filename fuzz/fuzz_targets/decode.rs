@@ -1,8 +1,12 @@
-//! Image decoding (JPEG, PNG) under a small memory budget: never a panic, and never an
-//! image with more pixels than the budget allows.
+//! Image decoding (JPEG, PNG) under a small memory budget, whole and (for inputs of odd
+//! length) no larger than a short side of 8 needs, which takes large JPEGs through the
+//! reduced-scale decoder: never a panic, and never an image with more pixels than the budget
+//! allows.
 #![no_main]
 
-use cascade::input::decode_bytes;
+use std::num::NonZeroU32;
+
+use cascade::input::{decode_bytes_sized, DecodeSize};
 use cascade::MemoryBudget;
 use libfuzzer_sys::fuzz_target;
 
@@ -12,7 +16,11 @@ const BUDGET_MB: u64 = 64;
 fuzz_target!(
     init: MemoryBudget::from_mb(BUDGET_MB).unwrap().apply(),
     |data: &[u8]| {
-        let Ok(image) = decode_bytes(data) else {
+        let size = match data.len() % 2 {
+            0 => DecodeSize::Full,
+            _ => DecodeSize::ShortSideAtLeast(NonZeroU32::new(8).unwrap()),
+        };
+        let Ok(image) = decode_bytes_sized(data, size) else {
             return;
         };
         let (w, h) = image.dimensions();

@@ -122,7 +122,7 @@ pub fn run(plan: &BenchPlan, mut progress: impl FnMut(Progress)) -> Result<Repor
     let dataset = plan.data.open(first.labels())?;
     drop(first);
     let inputs: Vec<Input> = dataset
-        .decoded()
+        .decoded(plan.cascade.decode_size())
         .filter_map(|d| {
             d.image.ok().map(|image| Input {
                 image,

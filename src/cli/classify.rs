@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use cascade::input::decode_file;
+use cascade::input::decode_file_sized;
 use cascade::runtime::{run_in_order, Decision, Labels, Workers};
 
 use super::output::{decision_json, line};
@@ -35,6 +35,7 @@ pub fn run(args: ClassifyArgs) -> CliResult<ExitCode> {
     let workers = args.workers.unwrap_or(Workers::ONE);
     let labels = cascade.labels().clone();
     let stage_count = cascade.stages().len();
+    let size = cascade.decode_size();
     let mut write_error: Option<std::io::Error> = None;
     let classified = run_in_order(
         &mut cascade,
@@ -42,7 +43,7 @@ pub fn run(args: ClassifyArgs) -> CliResult<ExitCode> {
         args.images.iter(),
         |cascade, path| {
             // A bad image is reported and skipped; the others are still classified.
-            Ok(match decode_file(path) {
+            Ok(match decode_file_sized(path, size) {
                 Ok(image) => {
                     let decision = cascade.classify(&image)?;
                     let json = args.json.then(|| decision_json(cascade, &decision));

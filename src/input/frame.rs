@@ -14,7 +14,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::input::{decode_bytes, RgbImage};
+use crate::input::{decode_bytes_sized, DecodeSize, RgbImage};
 
 /// How the bytes of one frame encode its pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -200,6 +200,8 @@ pub enum Unit {
 pub struct FrameConverter {
     format: FrameFormat,
     image: RgbImage,
+    /// How large MJPEG frames must stay (raw frames are converted whole).
+    size: DecodeSize,
 }
 
 impl FrameConverter {
@@ -208,7 +210,18 @@ impl FrameConverter {
             Some(s) if format.pixel.is_raw() => RgbImage::new(s.width, s.height),
             _ => RgbImage::new(0, 0),
         };
-        FrameConverter { format, image }
+        FrameConverter {
+            format,
+            image,
+            size: DecodeSize::Full,
+        }
+    }
+
+    /// Decodes MJPEG frames no larger than `size` needs (a cascade's `decode_size`): a
+    /// 1080p frame for a 224-pixel model is decoded at 1/4 scale.
+    pub fn with_decode_size(mut self, size: DecodeSize) -> FrameConverter {
+        self.size = size;
+        self
     }
 
     pub fn format(&self) -> FrameFormat {
@@ -221,7 +234,7 @@ impl FrameConverter {
         let bad = |reason: String| Error::Frame { reason };
         let pixel = self.format.pixel;
         if pixel == PixelFormat::Mjpeg {
-            self.image = decode_bytes(bytes).map_err(bad)?;
+            self.image = decode_bytes_sized(bytes, self.size).map_err(bad)?;
             return Ok(&self.image);
         }
         let expect = self.format.frame_len().unwrap_or(0);
@@ -469,6 +482,27 @@ mod tests {
             "{err}"
         );
         assert_eq!(c.convert(&[9; 12]).unwrap().as_raw().as_ptr(), first);
+    }
+
+    #[test]
+    fn mjpeg_frames_are_decoded_no_larger_than_needed() {
+        let img = RgbImage::from_pixel(96, 64, image::Rgb([30, 200, 30]));
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+            .encode_image(&img)
+            .unwrap();
+        let need = |n| DecodeSize::ShortSideAtLeast(std::num::NonZeroU32::new(n).unwrap());
+        let mut c = FrameConverter::new(FrameFormat::mjpeg()).with_decode_size(need(16));
+        // 64 / 4 = 16: a quarter of each side.
+        let out = c.convert(&jpeg).unwrap();
+        assert_eq!(out.dimensions(), (24, 16));
+        let px = out.get_pixel(12, 8).0;
+        assert!(px[1] > 180 && px[0] < 60, "{px:?}");
+        // Raw frames are converted whole whatever the size says.
+        let mut raw =
+            FrameConverter::new(FrameFormat::new(PixelFormat::Rgb24, size(4, 4)).unwrap())
+                .with_decode_size(need(1));
+        assert_eq!(raw.convert(&[5; 48]).unwrap().dimensions(), (4, 4));
     }
 
     #[test]

@@ -4,6 +4,11 @@
 //! ask for 12 GB. So decoding refuses, from the header and before allocating, any image
 //! whose decoded pixels would take more than the budget's image share (a quarter of it; the
 //! rest is the decoder's own buffers, the resize and the models).
+//!
+//! A JPEG decoded at reduced scale ([`DecodeSize`](crate::input::DecodeSize)) is counted
+//! at the size it is decoded to, so a 1/8-scale decode of a photo too large to decode whole
+//! is allowed; a progressive one is counted whole, because its decoder keeps every
+//! coefficient of the full image (2 bytes a sample) until the last scan.
 
 use crate::memory::{MemoryBudget, BYTES_PER_PIXEL};
 

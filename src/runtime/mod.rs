@@ -19,6 +19,7 @@ mod labels;
 pub(crate) mod manifest;
 mod model;
 mod preprocess;
+mod sizing;
 mod stage;
 mod workers;
 

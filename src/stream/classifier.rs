@@ -73,10 +73,12 @@ pub struct StreamClassifier {
 }
 
 impl StreamClassifier {
+    /// MJPEG frames are decoded no larger than the cascade's stages need.
     pub fn new(cascade: Cascade, format: FrameFormat) -> StreamClassifier {
+        let converter = FrameConverter::new(format).with_decode_size(cascade.decode_size());
         StreamClassifier {
             cascade,
-            converter: FrameConverter::new(format),
+            converter,
             deadline: None,
             controller: None,
             stage_energy_mj: None,

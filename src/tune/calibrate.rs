@@ -142,7 +142,7 @@ pub fn run(plan: &CalibrationPlan, mut progress: impl FnMut(Progress)) -> Result
     let total = dataset.len();
     let mut records: Vec<Option<Record>> = Vec::with_capacity(total);
     let mut cost_images: Vec<RgbImage> = Vec::with_capacity(plan.cost_images);
-    for (i, item) in dataset.decoded().enumerate() {
+    for (i, item) in dataset.decoded(cascade.decode_size()).enumerate() {
         match item.image {
             Ok(image) => {
                 let runs = cascade.observe_all(&image)?;

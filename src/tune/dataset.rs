@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::input::{decode_file, RgbImage};
+use crate::input::{decode_file_sized, DecodeSize, RgbImage};
 use crate::runtime::Labels;
 
 /// Which labelled folder to use and how: what evaluation, calibration and benchmarking
@@ -178,9 +178,12 @@ impl Dataset {
     /// Every sample decoded, in order: the one loop over a folder's images. An image that
     /// cannot be decoded is logged as skipped and comes with its error, so the caller can
     /// count it (it is left out of every figure).
-    pub fn decoded(&self) -> impl Iterator<Item = Decoded<'_>> + '_ {
-        self.samples.iter().map(|sample| {
-            let decoded = Dataset::decode(sample);
+    /// `size`: how large the images must stay (a cascade's [`decode_size`]).
+    ///
+    /// [`decode_size`]: crate::runtime::Cascade::decode_size
+    pub fn decoded(&self, size: DecodeSize) -> impl Iterator<Item = Decoded<'_>> + '_ {
+        self.samples.iter().map(move |sample| {
+            let decoded = Dataset::decode(sample, size);
             if let Err(e) = &decoded.image {
                 log::warn!("skipping {e}");
             }
@@ -188,10 +191,10 @@ impl Dataset {
         })
     }
 
-    /// Reads and decodes one sample, timed.
-    pub fn decode(sample: &Sample) -> Decoded<'_> {
+    /// Reads and decodes one sample no larger than `size` needs, timed.
+    pub fn decode(sample: &Sample, size: DecodeSize) -> Decoded<'_> {
         let t0 = Instant::now();
-        let image = decode_file(&sample.path);
+        let image = decode_file_sized(&sample.path, size);
         Decoded {
             sample,
             image,

@@ -241,6 +241,7 @@ pub fn evaluate(
         wall_time: Duration::ZERO,
         workers,
     };
+    let size = cascade.decode_size();
     let started = Instant::now();
     run_in_order(
         cascade,
@@ -248,7 +249,7 @@ pub fn evaluate(
         dataset.samples.iter(),
         |cascade, sample| {
             // The image is dropped here, on the worker: only the decision travels back.
-            let item = Dataset::decode(sample);
+            let item = Dataset::decode(sample, size);
             let decided = match &item.image {
                 Ok(image) => Ok(cascade.classify(image)?),
                 Err(e) => {

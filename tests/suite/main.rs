@@ -10,6 +10,7 @@ mod bench;
 mod calibrate;
 mod cascade;
 mod cli;
+mod decode;
 mod embed;
 mod full_set;
 mod models;
