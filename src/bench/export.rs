@@ -72,6 +72,31 @@ impl Report {
                 mib(b.peak_rss_kib)
             );
         }
+        if !self.throughput.is_empty() {
+            out += "\n| throughput | workers | threads | images/s | vs one worker | p50 ms | p95 ms | top-1 | exits per stage |\n";
+            out += "|---|---|---|---|---|---|---|---|---|\n";
+            for t in &self.throughput {
+                let one = self
+                    .throughput
+                    .iter()
+                    .find(|o| o.config == t.config && o.workers == 1 && o.threads == 1)
+                    .map_or(f64::NAN, |o| o.images_per_s);
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {:.1} | {:.2}x | {:.2} | {:.2} | {} | {} |",
+                    t.config,
+                    t.workers,
+                    t.threads,
+                    t.images_per_s,
+                    t.images_per_s / one,
+                    t.latency.p50_ms,
+                    t.latency.p95_ms,
+                    pct(t.top1),
+                    joined(&t.exit_shares, |s| format!("{:.0}%", 100.0 * s), " / "),
+                );
+            }
+            out.push('\n');
+        }
         for axis in [&self.latency, &self.energy].into_iter().flatten() {
             let Some(cmp) = &axis.comparison else {
                 continue;

@@ -13,6 +13,7 @@ mod inference;
 mod measure;
 mod memory;
 mod plot;
+mod throughput;
 
 use std::time::Duration;
 
@@ -21,8 +22,8 @@ use serde::Serialize;
 use crate::energy::detect_system;
 use crate::energy::Board;
 use crate::error::{Error, Result};
-use crate::runtime::Threads;
 use crate::runtime::{Cascade, CascadeBuilder};
+use crate::runtime::{Threads, Workers};
 use crate::tune::DataSpec;
 use crate::tune::{cpu_model, now_rfc3339, sha256_file};
 
@@ -30,6 +31,7 @@ pub use compare::{Axis, Comparison, Cost, Point};
 pub use inference::{time_inference, InferenceTiming, MAX_RUNS};
 pub use measure::{BenchResult, CurveRow, Figures, Input};
 pub use memory::Memory;
+pub use throughput::ThroughputRow;
 
 /// The tract version this build links (pinned in Cargo.toml; checked by a test).
 pub const TRACT_VERSION: &str = "0.23.9";
@@ -52,6 +54,8 @@ pub struct BenchPlan {
     pub threads: Threads,
     /// See [`DEFAULT_IDLE_SPAN`].
     pub idle_span: Duration,
+    /// Also measure images per second at 1..=N workers and in latency mode (`None`: not).
+    pub workers: Option<Workers>,
 }
 
 impl BenchPlan {
@@ -62,6 +66,7 @@ impl BenchPlan {
             board: None,
             threads: Threads::ONE,
             idle_span: DEFAULT_IDLE_SPAN,
+            workers: None,
         }
     }
 }
@@ -95,6 +100,8 @@ pub struct Report {
     pub result: BenchResult,
     pub comparison_latency: Option<Comparison>,
     pub comparison_energy: Option<Comparison>,
+    /// Images per second per configuration and mode (empty unless asked for).
+    pub throughput: Vec<ThroughputRow>,
     #[serde(skip)]
     pub latency: Option<Axis>,
     #[serde(skip)]
@@ -150,6 +157,16 @@ pub fn run(plan: &BenchPlan, mut progress: impl FnMut(Progress)) -> Result<Repor
         plan.idle_span,
         |done, total| progress(Progress { done, total }),
     )?;
+    let throughput = match plan.workers {
+        Some(workers) => throughput::measure(
+            &plan.cascade,
+            &inputs,
+            plan.threads,
+            workers,
+            |done, total| progress(Progress { done, total }),
+        )?,
+        None => Vec::new(),
+    };
     let models = stages
         .iter()
         .map(|s| {
@@ -177,6 +194,7 @@ pub fn run(plan: &BenchPlan, mut progress: impl FnMut(Progress)) -> Result<Repor
         context,
         comparison_latency: latency.as_ref().and_then(|a| a.comparison.clone()),
         comparison_energy: energy.as_ref().and_then(|a| a.comparison.clone()),
+        throughput,
         result,
         latency,
         energy,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use cascade::bench::{self, BenchPlan};
 use cascade::energy::Board;
+use cascade::runtime::Workers;
 use cascade::Threads;
 
 use super::output::{line, progress_bar, status};
@@ -22,6 +23,11 @@ pub struct BenchArgs {
     /// board file matches its device tree; see `cascade info`).
     #[arg(long, value_name = "NAME")]
     pub board: Option<String>,
+    /// Also measure images per second for each model and the cascade at 1..=N workers (one
+    /// image per worker, one thread each) and in latency mode (one image, --threads on it)
+    /// [default: one per big core]; 0 skips it.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
     /// Folder for bench.json, bench.csv, curve.csv and the SVG plots.
     #[arg(long, value_name = "DIR", default_value = "bench-out")]
     pub out: PathBuf,
@@ -32,6 +38,11 @@ pub fn run(args: BenchArgs, threads: Threads) -> CliResult<ExitCode> {
     let plan = BenchPlan {
         board: Board::select(args.board.as_deref())?,
         threads,
+        workers: match args.workers {
+            Some(0) => None,
+            Some(n) => Some(Workers::new(n)?),
+            None => Some(Workers::new(cascade::device::default_threads().get())?),
+        },
         ..BenchPlan::new(cascade, args.data.spec())
     };
     cascade::output::check_writable_dir(&args.out)?;

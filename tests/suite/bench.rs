@@ -19,7 +19,16 @@ fn bench_outputs_exist_parse_and_agree_with_eval() {
     args.extend_from_slice(&stages);
     let out_s = out_dir.display().to_string();
     args.extend_from_slice(&[
-        "--data", &data, "--limit", "12", "--board", "rpi4b", "--out", &out_s,
+        "--data",
+        &data,
+        "--limit",
+        "12",
+        "--board",
+        "rpi4b",
+        "--out",
+        &out_s,
+        "--workers",
+        "2",
     ]);
     let out = run(&args);
     let table = String::from_utf8_lossy(&out.stdout);
@@ -37,6 +46,23 @@ fn bench_outputs_exist_parse_and_agree_with_eval() {
         assert!(c["latency"]["mean_ms"].as_f64().unwrap() > 0.0);
         assert!(c["energy"]["total_mj"].as_f64().unwrap() > 0.0);
         assert_eq!(c["energy"]["estimate"], true);
+    }
+    // Throughput: each model alone and the cascade at 1 and 2 workers (one thread, so no
+    // separate latency-mode row); the answers do not depend on the mode.
+    assert!(table.contains("| throughput | workers |"), "{table}");
+    let rows = json["throughput"].as_array().unwrap();
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    for (i, row) in rows.iter().enumerate() {
+        let config = &configs[i / 2];
+        assert_eq!(row["workers"], (i % 2 + 1) as u64);
+        assert_eq!(row["threads"], 1);
+        assert!(row["images_per_s"].as_f64().unwrap() > 0.0);
+        assert_eq!(row["latency"]["count"], 12);
+        assert_eq!(row["top1"], config["top1"], "{row} against {config}");
+        assert_eq!(
+            row["exit_shares"], config["exit_shares"],
+            "{row} against {config}"
+        );
     }
     let shares: f64 = configs[2]["exit_shares"]
         .as_array()
