@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod allocations;
 mod bench;
 mod calibrate;
 mod cascade;
