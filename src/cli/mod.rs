@@ -68,9 +68,10 @@ pub struct CascadeArgs {
     /// A profile written by `cascade calibrate`: its stages, metric and threshold.
     #[arg(long, value_name = "PROFILE.toml", conflicts_with_all = ["stages", "thresholds", "metric"])]
     pub profile: Option<PathBuf>,
-    /// A cascade stage, cheapest first; repeat for each stage (at least two).
-    #[arg(long = "stage", value_name = "MODEL.onnx")]
-    pub stages: Vec<PathBuf>,
+    /// A cascade stage, cheapest first; repeat for each stage (at least two). `@SIZE` runs
+    /// the model at another square input size (e.g. models/efficientnet-lite0.onnx@192).
+    #[arg(long = "stage", value_name = "MODEL.onnx[@SIZE]")]
+    pub stages: Vec<ModelSpec>,
     /// Exit threshold: one for every stage, or repeat once per stage but the last [default: 0.7].
     #[arg(long = "threshold", value_name = "T")]
     pub thresholds: Vec<Threshold>,
@@ -86,14 +87,15 @@ pub struct CascadeArgs {
 /// stream run.
 #[derive(Debug, clap::Args)]
 pub struct StageArgs {
-    /// A single ONNX classifier (its manifest `<model>.toml` is read if present).
+    /// A single ONNX classifier (its manifest `<model>.toml` is read if present);
+    /// `@SIZE` runs it at another square input size.
     #[arg(
         long,
-        value_name = "MODEL.onnx",
+        value_name = "MODEL.onnx[@SIZE]",
         conflicts_with_all = ["stages", "profile"],
         required_unless_present_any = ["stages", "profile"]
     )]
-    pub model: Option<PathBuf>,
+    pub model: Option<ModelSpec>,
     #[command(flatten)]
     pub cascade: CascadeArgs,
     /// Load every stage up front instead of on first need (for latency-critical use).
@@ -141,7 +143,7 @@ impl CascadeArgs {
             None => (
                 self.stages
                     .iter()
-                    .map(ModelSpec::new)
+                    .cloned()
                     .fold(CascadeBuilder::new(), CascadeBuilder::stage)
                     .metric(self.metric.unwrap_or_default())
                     .thresholds(self.thresholds.iter().copied()),
@@ -158,7 +160,7 @@ impl StageArgs {
     pub fn build(&self) -> cascade::Result<(Cascade, Option<Profile>)> {
         if let Some(model) = &self.model {
             let options = self.cascade.conv_nhwc.load_options();
-            return Ok((Cascade::single(ModelSpec::new(model), options)?, None));
+            return Ok((Cascade::single(model.clone(), options)?, None));
         }
         let (builder, profile) = self.cascade.resolve()?;
         let cascade = builder

@@ -50,7 +50,7 @@ pub fn decision_json(cascade: &Cascade, d: &Decision) -> Value {
         .map(|s| {
             json!({
                 "stage": s.stage,
-                "model": cascade.stages()[s.stage].spec().path.display().to_string(),
+                "model": cascade.stages()[s.stage].spec().label(),
                 "class": s.class,
                 "confidence": s.confidence,
                 "preprocess_ms": ms(s.preprocess),

@@ -195,6 +195,7 @@ pub fn run(plan: &CalibrationPlan, mut progress: impl FnMut(Progress)) -> Result
         let model = stage.model().ok_or_else(not_loaded)?;
         stages.push(ProfileStage {
             model: stage.spec().path.clone(),
+            input_size: stage.spec().input_size,
             sha256: sha256_file(&stage.spec().path)?,
             load_ms: model.load_time().as_secs_f64() * 1e3,
             latency: cost.latency,

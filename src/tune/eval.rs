@@ -134,11 +134,7 @@ impl EvalReport {
     /// The figures of this run of `cascade` over the folder `data` on `threads` threads.
     pub fn summary(&self, cascade: &Cascade, threads: Threads, data: &Path) -> EvalSummary {
         EvalSummary {
-            models: cascade
-                .stages()
-                .iter()
-                .map(|s| s.spec().path.display().to_string())
-                .collect(),
+            models: cascade.stages().iter().map(|s| s.spec().label()).collect(),
             thresholds: cascade.rules().iter().map(|r| r.threshold.get()).collect(),
             metric: cascade.metric(),
             threads: threads.get(),

@@ -46,6 +46,9 @@ pub struct ProfileStage {
     /// The model file. In memory, a path usable from the working directory; in the file,
     /// relative to the profile's folder (absolute when it cannot be).
     pub model: PathBuf,
+    /// The square input size the stage runs at, when not the model's own (`MODEL@SIZE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_size: Option<usize>,
     pub sha256: String,
     pub load_ms: f64,
     /// Preprocessing plus inference over warm runs.
@@ -221,7 +224,10 @@ impl Profile {
         self.stages
             .iter()
             .fold(CascadeBuilder::new(), |b, s| {
-                b.stage(ModelSpec::new(&s.model))
+                b.stage(ModelSpec {
+                    input_size: s.input_size,
+                    ..ModelSpec::new(&s.model)
+                })
             })
             .metric(self.metric)
             .threshold(self.threshold)
@@ -273,6 +279,7 @@ mod tests {
         std::fs::write(&b, b"model b").unwrap();
         let stage = |p: &Path| ProfileStage {
             model: p.to_path_buf(),
+            input_size: None,
             sha256: sha256_file(p).unwrap(),
             load_ms: 80.0,
             latency: Latency {
@@ -330,6 +337,21 @@ mod tests {
         assert_eq!(back.stages[0].model, d.path().join("a.onnx"));
         assert_eq!(back, p);
         assert_eq!(back.metric, Metric::MaxProb);
+    }
+
+    #[test]
+    fn a_stage_input_size_is_kept_in_the_profile() {
+        let d = tempfile::tempdir().unwrap();
+        let mut p = profile(d.path());
+        p.stages[0].input_size = Some(192);
+        let path = d.path().join("profile.toml");
+        p.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("input_size").count(), 1, "only where set: {text}");
+        let back = Profile::load(&path).unwrap();
+        assert_eq!(back, p);
+        let sizes: Vec<_> = back.builder().stages.iter().map(|s| s.input_size).collect();
+        assert_eq!(sizes, [Some(192), None]);
     }
 
     #[test]

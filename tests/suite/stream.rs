@@ -315,6 +315,7 @@ fn profile(dir: &Path, threshold: f32, with_energy: bool) -> PathBuf {
         let path = common::model(name);
         ProfileStage {
             sha256: sha256_file(&path).unwrap(),
+            input_size: None,
             model: path,
             load_ms: 500.0,
             latency: Latency {
