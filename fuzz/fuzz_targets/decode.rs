@@ -1,7 +1,7 @@
 //! Image decoding (JPEG, PNG) under a small memory budget, whole and (for inputs of odd
-//! length) no larger than a short side of 8 needs, which takes large JPEGs through the
-//! reduced-scale decoder: never a panic, and never an image with more pixels than the budget
-//! allows.
+//! length) as small as a short side of 8 allows, which takes JPEGs of 16 pixels or more
+//! through the reduced-scale decoder: never a panic, and never an image with more pixels
+//! than the budget allows.
 #![no_main]
 
 use std::num::NonZeroU32;
@@ -18,7 +18,7 @@ fuzz_target!(
     |data: &[u8]| {
         let size = match data.len() % 2 {
             0 => DecodeSize::Full,
-            _ => DecodeSize::ShortSideAtLeast(NonZeroU32::new(8).unwrap()),
+            _ => DecodeSize::Smallest(NonZeroU32::new(8).unwrap()),
         };
         let Ok(image) = decode_bytes_sized(data, size) else {
             return;

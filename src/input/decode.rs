@@ -4,10 +4,15 @@
 //! orientation is applied so a phone photo is classified the way it is seen.
 //!
 //! A JPEG need not be decoded at full size when the models will shrink it anyway: given a
-//! [`DecodeSize`], one at least 2, 4 or 8 times larger (on its shorter side) than needed is
-//! decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (jpeg-decoder's scaled inverse
-//! transform), which skips most of the transform, the upsampling and the colour conversion
-//! and never yields fewer pixels than needed. Everything else goes through the image crate.
+//! [`DecodeSize`], one at least 2, 4 or 8 times larger (on its shorter side) than needed can
+//! be decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (jpeg-decoder's scaled inverse
+//! transform), never yielding fewer pixels than needed. That saves memory, but not time:
+//! jpeg-decoder's entropy decoding, which no reduction skips, is slower than the image
+//! crate's zune-jpeg decoding the whole image (measured on the development machine: a
+//! 1440x1080 JPEG took 8.6 ms at 1/4 scale against 4.5 ms whole, `benches/per_input.rs`).
+//! So a cascade's size ([`DecodeSize::ShortSideAtLeast`]) reduces only a JPEG too large
+//! for the memory budget whole, which used to be refused; [`DecodeSize::Smallest`] always
+//! reduces. Everything else goes through the image crate.
 
 use std::io::Cursor;
 use std::num::NonZeroU32;
@@ -28,26 +33,48 @@ pub enum DecodeSize {
     #[default]
     Full,
     /// Any size whose shorter side keeps at least this many pixels (a cascade's is the
-    /// largest resize target among its stages, `Cascade::decode_size`). A JPEG whose
-    /// shorter side is at least 2, 4 or 8 times that is decoded at 1/2, 1/4 or 1/8 scale;
-    /// other images are decoded whole.
+    /// largest resize target among its stages, `Cascade::decode_size`): whole when that
+    /// fits the memory budget (the faster way), else as [`DecodeSize::Smallest`], so a
+    /// photo too large to decode whole is still classified.
     ShortSideAtLeast(NonZeroU32),
+    /// As small as keeps at least this many pixels on the shorter side: a JPEG whose
+    /// shorter side is at least 2, 4 or 8 times that is decoded at 1/2, 1/4 or 1/8 scale;
+    /// other images are decoded whole. The least memory, not the least time.
+    Smallest(NonZeroU32),
 }
 
 impl DecodeSize {
-    /// The most a `width x height` JPEG may be reduced: 8, 4 or 2 when its shorter side
-    /// divided by it still reaches the needed side, else 1.
-    pub fn jpeg_reduction(self, width: u32, height: u32) -> u32 {
+    /// The shorter side needed, unless every pixel is.
+    pub fn short_side(self) -> Option<NonZeroU32> {
         match self {
-            DecodeSize::Full => 1,
-            DecodeSize::ShortSideAtLeast(side) => {
-                let short = width.min(height);
-                [8, 4, 2]
-                    .into_iter()
-                    .find(|&r| short / r >= side.get())
-                    .unwrap_or(1)
-            }
+            DecodeSize::Full => None,
+            DecodeSize::ShortSideAtLeast(side) | DecodeSize::Smallest(side) => Some(side),
         }
+    }
+
+    /// The same need, always met with the strongest reduction ([`DecodeSize::Smallest`]).
+    pub fn smallest(self) -> DecodeSize {
+        self.short_side()
+            .map_or(DecodeSize::Full, DecodeSize::Smallest)
+    }
+
+    /// How much a `width x height` JPEG is reduced (1, 2, 4 or 8) when at most
+    /// `max_pixels` may be decoded.
+    pub fn jpeg_reduction(self, width: u32, height: u32, max_pixels: u64) -> u32 {
+        let side = match self {
+            DecodeSize::Full => return 1,
+            DecodeSize::ShortSideAtLeast(_)
+                if u64::from(width) * u64::from(height) <= max_pixels =>
+            {
+                return 1
+            }
+            DecodeSize::ShortSideAtLeast(side) | DecodeSize::Smallest(side) => side,
+        };
+        let short = width.min(height);
+        [8, 4, 2]
+            .into_iter()
+            .find(|&r| short / r >= side.get())
+            .unwrap_or(1)
     }
 }
 
@@ -91,7 +118,7 @@ pub fn decode_bytes_sized(bytes: &[u8], size: DecodeSize) -> std::result::Result
     let (width, height) = decoder.dimensions();
     let orientation = decoder.orientation().map_err(|e| e.to_string())?;
     let reduction = if is_jpeg {
-        size.jpeg_reduction(width, height)
+        size.jpeg_reduction(width, height, limits::max_pixels())
     } else {
         1
     };
@@ -217,6 +244,10 @@ pub(crate) mod tests {
     }
 
     fn side(n: u32) -> DecodeSize {
+        DecodeSize::Smallest(NonZeroU32::new(n).unwrap())
+    }
+
+    fn within_budget(n: u32) -> DecodeSize {
         DecodeSize::ShortSideAtLeast(NonZeroU32::new(n).unwrap())
     }
 
@@ -232,17 +263,31 @@ pub(crate) mod tests {
 
     #[test]
     fn the_reduction_is_the_largest_that_keeps_the_needed_side() {
-        assert_eq!(DecodeSize::Full.jpeg_reduction(4000, 3000), 1);
+        let any = u64::MAX;
+        assert_eq!(DecodeSize::Full.jpeg_reduction(4000, 3000, any), 1);
         // Lite0 needs 256, Lite2 297 (their resize targets).
-        assert_eq!(side(256).jpeg_reduction(1920, 1080), 4);
-        assert_eq!(side(297).jpeg_reduction(1920, 1080), 2);
-        assert_eq!(side(256).jpeg_reduction(1080, 1920), 4);
-        assert_eq!(side(256).jpeg_reduction(4032, 3024), 8);
-        assert_eq!(side(256).jpeg_reduction(640, 480), 1);
-        assert_eq!(side(256).jpeg_reduction(500, 375), 1);
+        assert_eq!(side(256).jpeg_reduction(1920, 1080, any), 4);
+        assert_eq!(side(297).jpeg_reduction(1920, 1080, any), 2);
+        assert_eq!(side(256).jpeg_reduction(1080, 1920, any), 4);
+        assert_eq!(side(256).jpeg_reduction(4032, 3024, any), 8);
+        assert_eq!(side(256).jpeg_reduction(640, 480, any), 1);
+        assert_eq!(side(256).jpeg_reduction(500, 375, any), 1);
         // Exactly twice as large is enough, one pixel less is not.
-        assert_eq!(side(256).jpeg_reduction(1000, 512), 2);
-        assert_eq!(side(256).jpeg_reduction(1000, 511), 1);
+        assert_eq!(side(256).jpeg_reduction(1000, 512, any), 2);
+        assert_eq!(side(256).jpeg_reduction(1000, 511, any), 1);
+    }
+
+    #[test]
+    fn a_cascade_size_reduces_only_what_does_not_fit_whole() {
+        // A 512 MB board: a 64 MB image share, 22.4 M pixels. A 48 MP phone photo used to
+        // be refused; it is decoded at 1/8 now. A 1080p frame fits and is decoded whole.
+        let limit = crate::MemoryBudget::from_mb(256).unwrap().max_pixels();
+        assert_eq!(within_budget(256).jpeg_reduction(8000, 6000, limit), 8);
+        assert_eq!(within_budget(297).jpeg_reduction(8000, 6000, limit), 8);
+        assert_eq!(within_budget(256).jpeg_reduction(1920, 1080, limit), 1);
+        assert_eq!(within_budget(256).jpeg_reduction(4000, 3000, limit), 1);
+        // Too large, and not large enough to reduce: refused whole, as before.
+        assert_eq!(within_budget(5000).jpeg_reduction(8000, 6000, limit), 1);
     }
 
     #[test]
@@ -275,6 +320,13 @@ pub(crate) mod tests {
         assert_eq!(img.dimensions(), (16, 8));
         assert!(img.pixels().all(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2]));
         assert!(img.get_pixel(15, 4).0[0] > img.get_pixel(0, 4).0[0] + 150);
+    }
+
+    #[test]
+    fn a_jpeg_that_fits_is_decoded_whole_for_a_cascade() {
+        let bytes = jpeg(64, 48);
+        let img = decode_bytes_sized(&bytes, within_budget(6)).unwrap();
+        assert_eq!(img.dimensions(), (64, 48));
     }
 
     #[test]

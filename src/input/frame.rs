@@ -491,7 +491,7 @@ mod tests {
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
             .encode_image(&img)
             .unwrap();
-        let need = |n| DecodeSize::ShortSideAtLeast(std::num::NonZeroU32::new(n).unwrap());
+        let need = |n| DecodeSize::Smallest(std::num::NonZeroU32::new(n).unwrap());
         let mut c = FrameConverter::new(FrameFormat::mjpeg()).with_decode_size(need(16));
         // 64 / 4 = 16: a quarter of each side.
         let out = c.convert(&jpeg).unwrap();

@@ -1,6 +1,7 @@
 //! How large a cascade's inputs must be decoded: at least the largest resize target among
-//! its stages, so that decoding a JPEG at reduced scale never takes a pixel from a stage
-//! that would have used it (every stage still only scales down, as from the full image).
+//! its stages, so that decoding a JPEG at reduced scale (when it is too large for the memory
+//! budget whole; see `input::DecodeSize`) never takes a pixel from a stage that would have
+//! used it: every stage still only scales down, as from the full image.
 //!
 //! A stage's input is its resident model's, or else its manifest's; a stage with neither
 //! (an unloaded model without a manifest) could need any size, so its cascade decodes whole.
@@ -36,8 +37,9 @@ pub fn decode_size_for(inputs: impl IntoIterator<Item = Option<InputSpec>>) -> D
     largest.map_or(DecodeSize::Full, DecodeSize::ShortSideAtLeast)
 }
 
-/// The input a model's manifest (explicit, or the sidecar beside the model) describes,
-/// read without loading the model; `None` without a readable one.
+/// The input a model's manifest (explicit, or the sidecar beside the model) describes, at
+/// the stage's own input size if it names one (as loading it would make it), read without
+/// loading the model; `None` without a readable manifest.
 fn manifest_input(spec: &ModelSpec) -> Option<InputSpec> {
     let path = spec
         .manifest
@@ -47,7 +49,14 @@ fn manifest_input(spec: &ModelSpec) -> Option<InputSpec> {
         return None;
     }
     match Manifest::from_file(&path) {
-        Ok(manifest) => Some(manifest.input),
+        Ok(manifest) => Some(match spec.input_size {
+            Some(size) => InputSpec {
+                height: size,
+                width: size,
+                ..manifest.input
+            },
+            None => manifest.input,
+        }),
         Err(e) => {
             log::debug!("decoding whole images: {e}");
             None
@@ -128,6 +137,11 @@ mod tests {
         assert_eq!(builder.decode_size(), side(297));
         let alone = CascadeBuilder::new().stage(model("lite0"));
         assert_eq!(alone.decode_size(), side(256));
+        // Lite2 run at 320: round(320 / 0.875) = 366.
+        let larger = CascadeBuilder::new()
+            .stage(model("lite0"))
+            .stage(model("lite2").at_size(320).unwrap());
+        assert_eq!(larger.decode_size(), side(366));
         let unknown = CascadeBuilder::new().stage(ModelSpec::new("/no/such/model.onnx"));
         assert_eq!(unknown.decode_size(), DecodeSize::Full);
     }

@@ -41,8 +41,14 @@ fn clear_photos() -> Vec<String> {
         .collect()
 }
 
-fn side(n: u32) -> DecodeSize {
+/// The size a cascade asks for: whole when that fits the memory budget.
+fn at_least(n: u32) -> DecodeSize {
     DecodeSize::ShortSideAtLeast(NonZeroU32::new(n).unwrap())
+}
+
+/// Always reduced as far as `n` allows.
+fn side(n: u32) -> DecodeSize {
+    DecodeSize::Smallest(NonZeroU32::new(n).unwrap())
 }
 
 #[test]
@@ -52,12 +58,12 @@ fn a_cascade_needs_its_largest_stage_resize_target() {
     let single = Cascade::single(lite0.clone(), LoadOptions::default()).expect("loads");
     // round(224 / 0.875) = 256; Lite2: round(260 / 0.875) = 297, read from its manifest
     // without loading it.
-    assert_eq!(single.decode_size(), side(256));
+    assert_eq!(single.decode_size(), at_least(256));
     let two = CascadeBuilder::new().stage(lite0).stage(lite2);
-    assert_eq!(two.decode_size(), side(297));
+    assert_eq!(two.decode_size(), at_least(297));
     let built = two.build().expect("builds");
     assert!(!built.stages()[1].is_loaded());
-    assert_eq!(built.decode_size(), side(297));
+    assert_eq!(built.decode_size(), at_least(297));
 }
 
 #[test]
@@ -67,7 +73,10 @@ fn a_large_jpeg_decoded_at_reduced_scale_gets_the_same_class_from_lite0() {
         LoadOptions::default(),
     )
     .expect("Lite0 loads");
-    let size = lite0.decode_size();
+    // Lite0's need, always met at reduced scale (a cascade reduces only what does not fit
+    // its memory budget whole, and these fit).
+    let size = lite0.decode_size().smallest();
+    assert_eq!(size, side(256));
     let photos = clear_photos();
     let mut compared = 0;
     for name in &photos {
@@ -81,6 +90,8 @@ fn a_large_jpeg_decoded_at_reduced_scale_gets_the_same_class_from_lite0() {
         let bytes = enlarged_jpeg(&photo, 4);
         let whole = decode_bytes(&bytes).expect("decodes whole");
         assert_eq!(whole.dimensions(), (4 * w, 4 * h));
+        let for_cascade = decode_bytes_sized(&bytes, lite0.decode_size()).expect("decodes");
+        assert_eq!(for_cascade.dimensions(), (4 * w, 4 * h), "it fits: whole");
         let reduced = decode_bytes_sized(&bytes, size).expect("decodes at 1/4");
         assert_eq!(reduced.dimensions(), (w, h), "{name}");
         assert!(reduced.width().min(reduced.height()) >= 256);
