@@ -1,0 +1,170 @@
+//! What one input costs around the model, next to the model itself (issue 13: everything
+//! but the inference at most 3% of Lite0's inference for a 500x375 JPEG).
+//!
+//! - `decision/*`: the softmax summary and exit rule over Lite0's 1000 logits for a photo,
+//!   computing what each metric needs (`Summary::for_metric`, as the cascade does) and
+//!   everything (`Summary::of`).
+//! - `decode/*`: a 500x375 and a 1440x1080 JPEG (a repository photo upscaled and encoded
+//!   at quality 90 here, so the bench needs nothing beside the clone): whole (zune-jpeg),
+//!   as a cascade asks (whole, as both fit the memory budget), and as small as Lite0 alone
+//!   (shorter side 256) or a Lite0 -> Lite2 cascade (297) allows (jpeg-decoder in the DCT
+//!   domain: the 1440x1080 one at 1/4 and 1/2 scale; the 500x375 one is too small).
+//! - `per_input/*`: the whole per-input overhead for each of them (read the file, decode,
+//!   preprocess for Lite0, decide), its parts, and one Lite0 inference in the same run, so
+//!   overhead / inference can be read off.
+//!
+//! One thread, as in the README's figures. `cargo bench --bench per_input`
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+
+use cascade::input::{decode_bytes_sized, decode_file, decode_file_sized, DecodeSize, RgbImage};
+use cascade::runtime::{ExitRule, Preprocessor};
+use cascade::{
+    Cascade, CascadeBuilder, LoadOptions, Metric, Model, ModelSpec, Summary, Threads, Threshold,
+};
+use criterion::{criterion_group, criterion_main, Criterion};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The repository photo behind every input here (396x297, 4:3).
+fn photo() -> RgbImage {
+    decode_file(&root().join("assets/imagenet-sample/n01440764_tench.JPEG")).expect("photo")
+}
+
+/// The photo resized to `width x height` and encoded as a baseline JPEG, quality 90.
+fn jpeg(width: u32, height: u32) -> Vec<u8> {
+    let resized = image::imageops::resize(
+        &photo(),
+        width,
+        height,
+        image::imageops::FilterType::Triangle,
+    );
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(&resized)
+        .expect("encodes");
+    out
+}
+
+fn spec(name: &str) -> ModelSpec {
+    ModelSpec::new(root().join(format!("models/efficientnet-{name}.onnx")))
+}
+
+fn lite0() -> Model {
+    Model::load(&spec("lite0"), LoadOptions::default()).expect("Lite0 loads")
+}
+
+/// What a cascade of Lite0 alone needs decoded (shorter side 256), as `classify` asks it.
+fn lite0_size() -> DecodeSize {
+    Cascade::single(spec("lite0"), LoadOptions::default())
+        .expect("Lite0 loads")
+        .decode_size()
+}
+
+/// What a Lite0 -> Lite2 cascade needs decoded (shorter side 297), from the manifests.
+fn lite0_lite2_size() -> DecodeSize {
+    CascadeBuilder::new()
+        .stage(spec("lite0"))
+        .stage(spec("lite2"))
+        .decode_size()
+}
+
+fn rule(metric: Metric) -> ExitRule {
+    ExitRule {
+        metric,
+        threshold: Threshold::new(0.7).expect("valid"),
+    }
+}
+
+/// Decodes an image file the way `classify` does for a cascade needing `size`.
+fn decode_for(path: &Path, size: DecodeSize) -> RgbImage {
+    decode_file_sized(path, size).expect("decodes")
+}
+
+fn decision(c: &mut Criterion) {
+    let mut model = lite0();
+    let mut pre = Preprocessor::new(model.input().clone());
+    let tensor = pre.run(&photo()).expect("preprocesses").to_vec();
+    let logits = model.infer(&tensor).expect("runs").to_vec();
+    let mut group = c.benchmark_group("decision");
+    for metric in Metric::ALL {
+        let rule = rule(metric);
+        group.bench_function(format!("lite0_logits_{metric}"), |b| {
+            b.iter(|| rule.judge(&Summary::for_metric(black_box(&logits), metric)))
+        });
+    }
+    let rule = rule(Metric::MaxProb);
+    group.bench_function("lite0_logits_everything", |b| {
+        b.iter(|| rule.judge(&Summary::of(black_box(&logits))))
+    });
+    group.finish();
+}
+
+fn decode(c: &mut Criterion) {
+    let sizes = [
+        ("whole", DecodeSize::Full),
+        ("for_lite0_lite2", lite0_lite2_size()),
+        ("smallest_for_lite0", lite0_size().smallest()),
+        ("smallest_for_lite0_lite2", lite0_lite2_size().smallest()),
+    ];
+    let mut group = c.benchmark_group("decode");
+    for (w, h) in [(500, 375), (1440, 1080)] {
+        let bytes = jpeg(w, h);
+        for (name, size) in sizes {
+            let decoded = decode_bytes_sized(&bytes, size).expect("decodes");
+            let (dw, dh) = decoded.dimensions();
+            group.bench_function(format!("{w}x{h}_{name}_to_{dw}x{dh}"), |b| {
+                b.iter(|| decode_bytes_sized(black_box(&bytes), size).expect("decodes"))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn per_input(c: &mut Criterion) {
+    Threads::ONE.apply();
+    let mut model = lite0();
+    let mut pre = Preprocessor::new(model.input().clone());
+    let logits = {
+        let tensor = pre.run(&photo()).expect("preprocesses").to_vec();
+        model.infer(&tensor).expect("runs").to_vec()
+    };
+    let rule = rule(Metric::MaxProb);
+    let size = lite0_size();
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let mut group = c.benchmark_group("per_input");
+    group.sample_size(30);
+    for (w, h, size, name) in [
+        (500, 375, size, ""),
+        (1440, 1080, size, ""),
+        (1440, 1080, size.smallest(), "_reduced"),
+    ] {
+        let path = dir.path().join(format!("{w}x{h}.jpg"));
+        std::fs::write(&path, jpeg(w, h)).expect("writes");
+        // Everything but the inference: read, decode, preprocess, decide.
+        group.bench_function(format!("overhead_{w}x{h}{name}"), |b| {
+            b.iter(|| {
+                let image = decode_for(&path, size);
+                let tensor = pre.run(&image).expect("preprocesses");
+                black_box(tensor[0]);
+                rule.judge(&Summary::for_metric(black_box(&logits), rule.metric))
+            })
+        });
+        let image = decode_for(&path, size);
+        let (dw, dh) = image.dimensions();
+        group.bench_function(format!("preprocess_{dw}x{dh}_to_lite0"), |b| {
+            b.iter(|| pre.run(&image).expect("preprocesses")[0])
+        });
+    }
+    let tensor = pre.run(&photo()).expect("preprocesses").to_vec();
+    group.bench_function("lite0_inference", |b| {
+        b.iter(|| model.infer(black_box(&tensor)).expect("runs")[0])
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decision, decode, per_input);
+criterion_main!(benches);
