@@ -64,3 +64,37 @@ static ALLOCATOR: Capped = Capped;
 pub fn text(data: &[u8]) -> Option<&str> {
     std::str::from_utf8(data).ok()
 }
+
+static LAST_PANIC: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+static SEEN: std::sync::Mutex<Option<std::collections::HashSet<String>>> =
+    std::sync::Mutex::new(None);
+
+/// For targets whose library call catches panics from a dependency (tract, jpeg-decoder)
+/// and returns them as errors: libFuzzer's panic hook would abort on any panic, even a
+/// caught one, so this swaps it for one that only notes the message (each new place printed
+/// once, for the record). A panic that escapes the library must then be turned into an
+/// abort by the target, with [`last_panic`] as its message. With `FUZZ_STRICT_PANICS=1`
+/// libFuzzer's hook stays, so every panic, caught or not, is a crash with its input saved.
+pub fn note_caught_panics() {
+    if std::env::var_os("FUZZ_STRICT_PANICS").is_some_and(|v| v == "1") {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let place = info
+            .location()
+            .map_or_else(|| "?".to_string(), |l| format!("{}:{}", l.file(), l.line()));
+        let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+        if seen
+            .get_or_insert_with(std::collections::HashSet::new)
+            .insert(place.clone())
+        {
+            eprintln!("fuzz: a panic at {place}, caught by the library or not: {info}");
+        }
+        *LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = info.to_string();
+    }));
+}
+
+/// The message of the last panic noted by [`note_caught_panics`]'s hook.
+pub fn last_panic() -> String {
+    LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}

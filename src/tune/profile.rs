@@ -347,7 +347,11 @@ mod tests {
         let path = d.path().join("profile.toml");
         p.save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.matches("input_size").count(), 1, "only where set: {text}");
+        assert_eq!(
+            text.matches("input_size").count(),
+            1,
+            "only where set: {text}"
+        );
         let back = Profile::load(&path).unwrap();
         assert_eq!(back, p);
         let sizes: Vec<_> = back.builder().stages.iter().map(|s| s.input_size).collect();
