@@ -233,22 +233,10 @@ pub fn threads(args: &mut Args) -> Threads {
             .threads
             .unwrap_or_else(cascade::device::default_threads);
     };
-    let chosen = *workers.get_or_insert_with(|| {
-        let cores = cascade::device::default_threads();
-        cascade::runtime::Workers::new(cores.get()).unwrap_or(cascade::runtime::Workers::ONE)
-    });
-    match args.threads {
-        Some(t) => {
-            if chosen.get() > 1 && t.get() > 1 {
-                log::warn!(
-                    "--threads {t} with --workers {chosen}: every worker shares tract's {t} threads"
-                );
-            }
-            t
-        }
-        None if chosen.get() > 1 => Threads::ONE,
-        None => cascade::device::default_threads(),
-    }
+    let (chosen, threads) =
+        cascade::runtime::workers::settle(*workers, args.threads, cascade::device::default_threads);
+    *workers = Some(chosen);
+    threads
 }
 
 /// Runs a parsed command with the thread count in effect; `Ok` carries the exit code

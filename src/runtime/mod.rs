@@ -23,7 +23,7 @@ mod model;
 mod preprocess;
 mod sizing;
 mod stage;
-mod workers;
+pub mod workers;
 
 pub use cascade::{
     Cascade, CascadeBuilder, CutShort, Decision, StageRun, DEFAULT_THRESHOLD, MAX_STAGES,

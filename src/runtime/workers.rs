@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::runtime::Cascade;
+use crate::runtime::{Cascade, Threads};
 
 /// How many inputs run at once, each on its own thread: at least one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +51,41 @@ impl std::fmt::Display for Workers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
     }
+}
+
+/// The workers and tract threads a command runs with, from what was given: workers default
+/// to the default thread count (one per big core); with several workers tract runs one
+/// thread each unless `--threads` says otherwise (its executor is process-wide, so workers
+/// would otherwise share and oversubscribe the cores). `default_threads` is asked once.
+pub fn settle(
+    workers: Option<Workers>,
+    threads: Option<Threads>,
+    default_threads: impl FnOnce() -> Threads,
+) -> (Workers, Threads) {
+    let mut default = Some(default_threads);
+    let mut default_threads = || default.take().map_or(Threads::ONE, |f| f());
+    let cores = match (workers, threads) {
+        (Some(_), Some(_)) => None,
+        _ => Some(default_threads()),
+    };
+    let workers = workers.unwrap_or_else(|| {
+        cores
+            .and_then(|c| Workers::new(c.get()).ok())
+            .unwrap_or(Workers::ONE)
+    });
+    let threads = match threads {
+        Some(t) => {
+            if workers.get() > 1 && t.get() > 1 {
+                log::warn!(
+                    "--threads {t} with --workers {workers}: every worker shares tract's {t} threads"
+                );
+            }
+            t
+        }
+        None if workers.get() > 1 => Threads::ONE,
+        None => cores.unwrap_or(Threads::ONE),
+    };
+    (workers, threads)
 }
 
 /// Runs `work` on every input, `workers` at a time, and hands each result to `deliver` in
@@ -239,6 +274,27 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("input 5 is bad"), "{err}");
         assert_eq!(delivered, (0..5).map(|i| (i, i)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn workers_and_threads_settle_by_one_rule() {
+        let two = Threads::new(2).unwrap();
+        let w = |n| Workers::new(n).unwrap();
+        // Nothing given: one worker per default thread, one tract thread each.
+        assert_eq!(settle(None, None, || two), (w(2), Threads::ONE));
+        // One worker asked for: latency mode, every default thread on it.
+        assert_eq!(settle(Some(w(1)), None, || two), (w(1), two));
+        // --threads given: kept as given.
+        assert_eq!(
+            settle(None, Some(Threads::ONE), || two),
+            (w(2), Threads::ONE)
+        );
+        assert_eq!(
+            settle(Some(w(2)), Some(two), || unreachable!()),
+            (w(2), two)
+        );
+        // A one-thread machine: one worker on one thread.
+        assert_eq!(settle(None, None, || Threads::ONE), (w(1), Threads::ONE));
     }
 
     #[test]
