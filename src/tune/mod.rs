@@ -14,6 +14,7 @@
 //! - [`calibrate`]: the whole pipeline, from a [`calibrate::CalibrationPlan`] to a
 //!   [`Profile`] that `--profile` and [`crate::stream::Session`] read back.
 
+pub mod bounds;
 mod budget;
 pub mod calibrate;
 mod cost;
@@ -24,6 +25,7 @@ mod latency;
 mod profile;
 pub mod tradeoff;
 
+pub use bounds::{Bounds, Confidence};
 pub use budget::{Budget, Target};
 pub use calibrate::{Calibration, CalibrationPlan};
 pub use cost::{measure_stage, CostOptions, StageCost};
