@@ -35,4 +35,4 @@ pub use manifest::{InputSpec, Layout, Manifest, Normalization};
 pub use model::{LoadOptions, Model, ModelSpec, Threads};
 pub use preprocess::Preprocessor;
 pub use stage::{Stage, StageOutput};
-pub use workers::{run_in_order, Workers};
+pub use workers::{run_in_order, Fork, Workers};

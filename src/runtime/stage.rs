@@ -27,7 +27,6 @@ pub struct Stage {
     /// This worker's handle on the slot's weights, with its own execution state.
     model: Option<Model>,
     preprocessor: Option<Preprocessor>,
-    last_used: Option<Instant>,
 }
 
 /// The model every fork of a stage runs: loaded at most once at a time.
@@ -36,6 +35,10 @@ struct Slot {
     /// The loaded model; workers run forks of it, never it.
     model: Option<Model>,
     loads: usize,
+    /// When any fork last ran the stage or loaded it: idleness is the stage's, not one
+    /// worker's, or a worker that has not deferred for a while would release the model
+    /// from under the others (which would then load it again).
+    last_used: Option<Instant>,
 }
 
 /// What one run of a stage produced. The logits borrow the stage's reused buffer.
@@ -58,7 +61,6 @@ impl Stage {
             shared: Arc::default(),
             model: None,
             preprocessor: None,
-            last_used: None,
         }
     }
 
@@ -72,7 +74,6 @@ impl Stage {
             shared: Arc::clone(&self.shared),
             model: None,
             preprocessor: None,
-            last_used: None,
         }
     }
 
@@ -120,7 +121,7 @@ impl Stage {
         slot.loads += 1;
         // Idleness counts from the load, so a preloaded stage that is never needed can
         // still be released.
-        self.last_used = Some(Instant::now());
+        slot.last_used = Some(Instant::now());
         Ok(Some(took))
     }
 
@@ -159,9 +160,9 @@ impl Stage {
         self.slot().loads
     }
 
-    /// When the stage last ran or was loaded, if ever.
+    /// When the stage last ran or was loaded, by this worker or any fork, if ever.
     pub fn last_used(&self) -> Option<Instant> {
-        self.last_used
+        self.slot().last_used
     }
 
     pub fn spec(&self) -> &ModelSpec {
@@ -188,7 +189,10 @@ impl Stage {
         let t1 = Instant::now();
         let logits = model.infer(tensor)?;
         let t2 = Instant::now();
-        self.last_used = Some(t2);
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_used = Some(t2);
         Ok(StageOutput {
             logits,
             preprocess: t1 - t0,

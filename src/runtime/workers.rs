@@ -6,10 +6,8 @@
 //! whatever order the workers finish in, so a caller sees exactly what one worker would
 //! have produced, only sooner.
 
-use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 use crate::runtime::{Cascade, Threads};
@@ -88,76 +86,169 @@ pub fn settle(
     (workers, threads)
 }
 
+/// What a worker runs on: a cascade, or a stream's classifier around one. A fork is the same
+/// thing for another thread: the models' weights and anything meant to be shared (a stage's
+/// model slot, a stream's budget controller) are shared, execution state and buffers are
+/// the fork's own.
+pub trait Fork: Sized {
+    fn fork(&self) -> Result<Self>;
+}
+
+impl Fork for Cascade {
+    fn fork(&self) -> Result<Cascade> {
+        Cascade::fork(self)
+    }
+}
+
+/// Inputs taken but not yet delivered, per worker. Bounds what waits behind a slow input
+/// (a stage being loaded): without it, a caller that stops taking results (a stream whose
+/// output is blocked) would let the workers run on and pile results up without end.
+const WINDOW_PER_WORKER: usize = 4;
+
+/// How many inputs may be out (taken and not yet delivered) at once, and the stop signal.
+#[derive(Debug)]
+struct Gate {
+    window: usize,
+    state: Mutex<GateState>,
+    /// Signalled when an input is delivered or the run stops.
+    freed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    out: usize,
+    stop: bool,
+}
+
+impl Gate {
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        // Two plain counters, consistent between statements: usable after a panic.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for room to take one more input; false once the run stops.
+    fn enter(&self) -> bool {
+        let mut s = self.lock();
+        while !s.stop && s.out >= self.window {
+            s = self.freed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        if s.stop {
+            return false;
+        }
+        s.out += 1;
+        true
+    }
+
+    /// One input delivered (or never taken: the inputs had ended).
+    fn leave(&self) {
+        let mut s = self.lock();
+        s.out = s.out.saturating_sub(1);
+        drop(s);
+        self.freed.notify_one();
+    }
+
+    fn stop(&self) {
+        self.lock().stop = true;
+        self.freed.notify_all();
+    }
+}
+
 /// Runs `work` on every input, `workers` at a time, and hands each result to `deliver` in
-/// input order (with its index). `cascade` is the first worker's; the others run forks of
-/// it, made here and dropped at the end (the stages they loaded stay loaded in `cascade`).
-/// With one worker everything runs on the calling thread. The first error in input order,
-/// from `work` or `deliver`, stops the run (every input before it has been delivered):
-/// workers finish the input they hold and take no other.
-pub fn run_in_order<I, T, W, D>(
-    cascade: &mut Cascade,
+/// input order (with its index). `first` is the first worker's cascade (or classifier); the
+/// others run forks of it, made here and dropped at the end (the stages they loaded stay
+/// loaded in `first`). With one worker everything runs on the calling thread. The first
+/// error in input order, from `work` or `deliver`, stops the run (every input before it has
+/// been delivered): workers finish the input they hold and take no other.
+///
+/// At most four inputs per worker are out at once (taken, not yet delivered): a worker
+/// waits for the oldest to be delivered before taking more, so a slow `deliver` holds the
+/// workers back instead of letting results pile up. Nothing is allocated per input.
+///
+/// Workers take inputs one at a time under a lock; an iterator that waits for its next
+/// input (a stream) must end by itself once its source is shut down, since a worker
+/// waiting inside it cannot be interrupted.
+pub fn run_in_order<S, I, T, W, D>(
+    first: &mut S,
     workers: Workers,
     inputs: impl Iterator<Item = I> + Send,
     work: W,
     mut deliver: D,
 ) -> Result<()>
 where
+    S: Fork + Send,
     I: Send,
     T: Send,
-    W: Fn(&mut Cascade, I) -> Result<T> + Sync,
+    W: Fn(&mut S, I) -> Result<T> + Sync,
     D: FnMut(usize, T) -> Result<()>,
 {
     if workers.get() == 1 {
         for (i, input) in inputs.enumerate() {
-            deliver(i, work(cascade, input)?)?;
+            deliver(i, work(first, input)?)?;
         }
         return Ok(());
     }
     let mut forks = (1..workers.get())
-        .map(|_| cascade.fork())
-        .collect::<Result<Vec<Cascade>>>()?;
+        .map(|_| first.fork())
+        .collect::<Result<Vec<S>>>()?;
+    let window = WINDOW_PER_WORKER * workers.get();
     let queue = Mutex::new(inputs.enumerate());
-    let stop = AtomicBool::new(false);
-    let (done, results) = mpsc::channel::<(usize, Result<T>)>();
+    let gate = Gate {
+        window,
+        state: Mutex::default(),
+        freed: Condvar::new(),
+    };
+    // Never full: no more than `window` results are out at once.
+    let (done, results) = mpsc::sync_channel::<(usize, Result<T>)>(window);
     std::thread::scope(|scope| {
-        for mine in std::iter::once(&mut *cascade).chain(forks.iter_mut()) {
-            let (queue, stop, work, done) = (&queue, &stop, &work, done.clone());
-            std::thread::Builder::new()
+        for mine in std::iter::once(&mut *first).chain(forks.iter_mut()) {
+            let (queue, gate, work, done) = (&queue, &gate, &work, done.clone());
+            let spawned = std::thread::Builder::new()
                 .name("cascade-worker".into())
                 .spawn_scoped(scope, move || loop {
-                    if stop.load(Ordering::Relaxed) {
+                    if !gate.enter() {
                         return;
                     }
                     // The lock is held only to take the next input, never while working.
                     let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
-                    let Some((i, input)) = next else { return };
+                    let Some((i, input)) = next else {
+                        gate.leave();
+                        return;
+                    };
                     if done.send((i, work(mine, input))).is_err() {
                         return;
                     }
-                })
-                .map_err(|source| Error::Thread {
+                });
+            if let Err(source) = spawned {
+                // The workers already started stop at their next input.
+                gate.stop();
+                return Err(Error::Thread {
                     what: "worker",
                     source,
-                })?;
+                });
+            }
         }
         drop(done);
-        // Results arrive in any order; hold the early ones until their turn, so that what
-        // is delivered before an error is exactly the inputs before the failing one.
-        let mut waiting: BTreeMap<usize, Result<T>> = BTreeMap::new();
+        // Results arrive in any order; each waits in its place in a ring of `window` (an
+        // input `i` is taken only while fewer than `window` are out, so `i - next` is
+        // below `window`) until its turn, so that what is delivered before an error is
+        // exactly the inputs before the failing one.
+        let mut waiting: Vec<Option<Result<T>>> = (0..window).map(|_| None).collect();
         let mut next = 0;
         let mut outcome = Ok(());
         for (i, result) in results {
             if outcome.is_err() {
                 continue;
             }
-            waiting.insert(i, result);
-            while let Some(result) = waiting.remove(&next) {
-                if let Err(e) = result.and_then(|value| deliver(next, value)) {
+            waiting[i % window] = Some(result);
+            while let Some(result) = waiting[next % window].take() {
+                let delivered = result.and_then(|value| deliver(next, value));
+                next += 1;
+                gate.leave();
+                if let Err(e) = delivered {
                     outcome = Err(e);
-                    stop.store(true, Ordering::Relaxed);
+                    gate.stop();
                     break;
                 }
-                next += 1;
             }
         }
         outcome
@@ -252,6 +343,19 @@ mod tests {
     }
 
     #[test]
+    fn a_stage_is_idle_only_when_no_worker_has_run_it() {
+        // --release-after: a worker that has not deferred for a while must not see the
+        // later stage as idle while another worker keeps running it.
+        let a = cascade(1.0);
+        let mut b = a.fork().unwrap();
+        assert_eq!(a.stages()[1].last_used(), None);
+        b.classify(&images(1)[0]).unwrap();
+        let used = b.stages()[1].last_used();
+        assert!(used.is_some());
+        assert_eq!(a.stages()[1].last_used(), used, "one idle clock per stage");
+    }
+
+    #[test]
     fn the_first_error_stops_the_run() {
         let mut c = cascade(0.5);
         let mut delivered = Vec::new();
@@ -274,6 +378,33 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("input 5 is bad"), "{err}");
         assert_eq!(delivered, (0..5).map(|i| (i, i)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_slow_delivery_holds_the_workers_back() {
+        // Inputs taken but not delivered never exceed four per worker, however fast the
+        // workers are next to the delivery.
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let taken = AtomicUsize::new(0);
+        let inputs = (0..200usize).inspect(|_| {
+            taken.fetch_add(1, Ordering::SeqCst);
+        });
+        let mut c = cascade(0.5);
+        let mut most = 0;
+        run_in_order(
+            &mut c,
+            Workers::new(2).unwrap(),
+            inputs,
+            |_, i| Ok(i),
+            |i, v| {
+                assert_eq!(i, v);
+                most = most.max(taken.load(Ordering::SeqCst) - i);
+                std::thread::yield_now();
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert!((1..=8).contains(&most), "{most} out at once");
     }
 
     #[test]
