@@ -4,13 +4,22 @@
 //! file (same preprocessing, same cascade). Around the cascade sit the stream's two
 //! policies: the per-frame [`Deadline`] decides whether a frame may still be deferred, and
 //! the [`BudgetController`] sets the exit threshold for each frame from the costs so far.
+//!
+//! With several workers each runs a fork ([`Fork`]): its own cascade fork and conversion
+//! buffers, the same deadline, and one budget controller shared by all of them. A frame
+//! runs at the threshold the controller holds when a worker starts it, which reflects the
+//! cost of every frame answered by then, in the order they finished; with `N` workers up
+//! to `N - 1` frames started earlier may still be running, so their costs steer the frames
+//! after them a little later than with one worker. The controller's correction is a sum
+//! over frames, so the order does not change where the running mean ends up.
 
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::input::{FrameConverter, FrameFormat};
 use crate::runtime::Threshold;
-use crate::runtime::{Cascade, CutShort, Decision, MAX_STAGES};
+use crate::runtime::{Cascade, CutShort, Decision, Fork, MAX_STAGES};
 use crate::stream::BudgetController;
 use crate::stream::Deadline;
 use crate::tune::Budget;
@@ -68,8 +77,29 @@ pub struct StreamClassifier {
     cascade: Cascade,
     converter: FrameConverter,
     deadline: Option<Deadline>,
-    controller: Option<BudgetController>,
+    /// One controller for the whole stream, however many workers run forks of this.
+    controller: Option<Arc<Mutex<BudgetController>>>,
     stage_energy_mj: Option<Vec<f64>>,
+}
+
+/// The controller's state is plain numbers, updated whole: usable after a panic elsewhere.
+fn lock(controller: &Mutex<BudgetController>) -> MutexGuard<'_, BudgetController> {
+    controller.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Fork for StreamClassifier {
+    /// The same classifier for another worker thread: a fork of the cascade (shared
+    /// weights), its own frame buffers, and the same budget controller.
+    fn fork(&self) -> Result<StreamClassifier> {
+        Ok(StreamClassifier {
+            cascade: self.cascade.fork()?,
+            converter: FrameConverter::new(self.converter.format())
+                .with_decode_size(self.cascade.decode_size()),
+            deadline: self.deadline.clone(),
+            controller: self.controller.clone(),
+            stage_energy_mj: self.stage_energy_mj.clone(),
+        })
+    }
 }
 
 impl StreamClassifier {
@@ -102,7 +132,7 @@ impl StreamClassifier {
                     .into(),
             ));
         }
-        self.controller = Some(controller);
+        self.controller = Some(Arc::new(Mutex::new(controller)));
         Ok(self)
     }
 
@@ -123,8 +153,17 @@ impl StreamClassifier {
         &self.cascade
     }
 
-    pub fn controller(&self) -> Option<&BudgetController> {
-        self.controller.as_ref()
+    /// The budget controller as it is now (a copy: workers keep moving the shared one).
+    pub fn controller(&self) -> Option<BudgetController> {
+        self.controller.as_deref().map(|c| lock(c).clone())
+    }
+
+    /// Whether `self` and `other` steer one budget controller (one is a fork of the other).
+    pub fn shares_controller_with(&self, other: &StreamClassifier) -> bool {
+        match (&self.controller, &other.controller) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 
     pub fn deadline(&self) -> Option<&Deadline> {
@@ -140,7 +179,9 @@ impl StreamClassifier {
     pub fn classify(&mut self, bytes: &[u8], arrival: Instant) -> Result<FrameOutcome> {
         let threshold = match &self.controller {
             Some(c) => {
-                let t = Threshold::new(c.threshold().clamp(0.0, 1.0))?;
+                // The lock is held for this read only, never across the inference.
+                let current = lock(c).threshold();
+                let t = Threshold::new(current.clamp(0.0, 1.0))?;
                 self.cascade.set_threshold(t);
                 Some(t.get())
             }
@@ -175,12 +216,14 @@ impl StreamClassifier {
                 .map(|s| e.get(s.stage).copied().unwrap_or(0.0))
                 .sum()
         });
-        if let Some(c) = &mut self.controller {
+        if let Some(c) = &self.controller {
+            let mut c = lock(c);
             // with_controller made sure the energy is known for an energy budget.
-            c.observe(match c.budget() {
+            let cost = match c.budget() {
                 Budget::LatencyMs(_) => cost_ms,
                 Budget::EnergyMj(_) => energy_mj.unwrap_or(0.0),
-            });
+            };
+            c.observe(cost);
         }
         let last = decision.exit_stage + 1 == self.cascade.stages().len();
         let answered_by = match decision.cut_short {

@@ -6,8 +6,12 @@
 //! backlog. [`Policy::Block`] (for files, `--no-drop`) makes the reader wait instead, so
 //! every frame is classified.
 //!
+//! Several workers may take from the slot: whichever is free first takes the newest frame,
+//! and a frame is dropped only while every worker is busy.
+//!
 //! Frame buffers circulate through a small pool (one being filled, one in the slot, one
-//! being classified), so a stream of fixed-size frames allocates nothing once warm.
+//! being classified per worker), so a stream of fixed-size frames allocates nothing once
+//! warm.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -69,8 +73,9 @@ pub struct QueueCounts {
     pub skipped: u64,
 }
 
-/// Spare buffers kept for reuse; three are in circulation at most.
-const POOL: usize = 4;
+/// Spare buffers kept for reuse beyond one per consumer: two more are in circulation (one
+/// being filled, one in the slot), and two to spare.
+const POOL_BEYOND_CONSUMERS: usize = 4;
 
 #[derive(Debug, Default)]
 struct State {
@@ -85,10 +90,12 @@ struct State {
     shut_down: bool,
 }
 
-/// A newest-frame slot shared by one reader and one consumer.
+/// A newest-frame slot shared by one reader and one or more consumers.
 #[derive(Debug)]
 pub struct FrameQueue {
     policy: Policy,
+    /// Spare buffers kept: enough that every buffer in circulation comes back to the pool.
+    pool: usize,
     state: Mutex<State>,
     /// Signalled when a frame is put or the reader closes.
     filled: Condvar,
@@ -97,9 +104,16 @@ pub struct FrameQueue {
 }
 
 impl FrameQueue {
+    /// A queue for one thread taking frames.
     pub fn new(policy: Policy) -> FrameQueue {
+        FrameQueue::with_consumers(policy, 1)
+    }
+
+    /// A queue for `consumers` threads taking frames (the workers classifying them).
+    pub fn with_consumers(policy: Policy, consumers: usize) -> FrameQueue {
         FrameQueue {
             policy,
+            pool: consumers.max(1) + POOL_BEYOND_CONSUMERS,
             state: Mutex::new(State::default()),
             filled: Condvar::new(),
             emptied: Condvar::new(),
@@ -122,7 +136,7 @@ impl FrameQueue {
     /// Returns a frame's buffer to the pool once it has been used.
     pub fn recycle(&self, buf: Vec<u8>) {
         let mut s = self.lock();
-        if s.pool.len() < POOL {
+        if s.pool.len() < self.pool {
             s.pool.push(buf);
         }
     }
@@ -143,11 +157,17 @@ impl FrameQueue {
         s.counts.frames_in += 1;
         if let Some(old) = s.slot.replace(frame) {
             s.counts.dropped += 1;
-            s.notes.push(Note::Dropped {
-                index: old.index,
-                arrival: old.arrival,
-            });
-            if s.pool.len() < POOL {
+            // Input skipped while the old frame waited came after it: the notes stay in
+            // input order, as the stream reports them.
+            let at = s.notes.partition_point(|n| n.index() < old.index);
+            s.notes.insert(
+                at,
+                Note::Dropped {
+                    index: old.index,
+                    arrival: old.arrival,
+                },
+            );
+            if s.pool.len() < self.pool {
                 s.pool.push(old.data);
             }
         }
@@ -176,17 +196,20 @@ impl FrameQueue {
         self.filled.notify_all();
     }
 
-    /// The consumer has stopped: wakes and stops a reader waiting in [`FrameQueue::put`].
+    /// The consumer has stopped: wakes and stops a reader waiting in [`FrameQueue::put`],
+    /// and a consumer waiting in [`FrameQueue::take`], which then sees the end. A frame
+    /// left in the slot is discarded.
     pub fn shut_down(&self) {
         let mut s = self.lock();
         s.shut_down = true;
         if let Some(frame) = s.slot.take() {
-            if s.pool.len() < POOL {
+            if s.pool.len() < self.pool {
                 s.pool.push(frame.data);
             }
         }
         drop(s);
         self.emptied.notify_all();
+        self.filled.notify_all();
     }
 
     pub fn is_shut_down(&self) -> bool {
@@ -194,7 +217,8 @@ impl FrameQueue {
     }
 
     /// Waits up to `wait` for a frame. Notes gathered since the last call are appended to
-    /// `notes` whatever is returned (they all precede any frame still to come).
+    /// `notes` whatever is returned (they all precede any frame still to come). After
+    /// [`FrameQueue::shut_down`] there is no frame to come: [`Take::Closed`].
     pub fn take(&self, wait: Duration, notes: &mut Vec<Note>) -> Take {
         let deadline = Instant::now() + wait;
         let mut s = self.lock();
@@ -207,7 +231,7 @@ impl FrameQueue {
                 self.emptied.notify_one();
                 return Take::Frame(frame);
             }
-            if s.closed {
+            if s.closed || s.shut_down {
                 return Take::Closed;
             }
             if !notes.is_empty() {
@@ -349,6 +373,30 @@ mod tests {
         thread::sleep(Duration::from_millis(20));
         q.shut_down();
         assert!(!reader.join().unwrap(), "put reports the consumer gone");
+    }
+
+    #[test]
+    fn a_drop_is_noted_before_input_skipped_after_the_dropped_frame() {
+        // Frame 0 waits; input 1 is skipped; frame 2 replaces frame 0.
+        let q = FrameQueue::new(Policy::NewestWins);
+        assert!(q.put(frame(&q, 0)));
+        q.note_skipped(1, "corrupt".into());
+        assert!(q.put(frame(&q, 2)));
+        let mut notes = Vec::new();
+        assert!(matches!(q.take(Duration::ZERO, &mut notes), Take::Frame(f) if f.index == 2));
+        let order: Vec<u64> = notes.iter().map(Note::index).collect();
+        assert_eq!(order, [0, 1], "{notes:?}");
+    }
+
+    #[test]
+    fn shutting_down_ends_a_waiting_consumer() {
+        let q = Arc::new(FrameQueue::with_consumers(Policy::NewestWins, 2));
+        let consumer = {
+            let q = Arc::clone(&q);
+            thread::spawn(move || q.take(Duration::from_secs(600), &mut Vec::new()))
+        };
+        q.shut_down();
+        assert!(matches!(consumer.join().unwrap(), Take::Closed));
     }
 
     #[test]
