@@ -117,7 +117,7 @@ impl Axis {
             .iter()
             .filter_map(|c| {
                 Some(Point {
-                    name: format!("t={}", c.threshold),
+                    name: format!("t={}", crate::tune::curve::format_thresholds(&c.thresholds)),
                     accuracy: c.accuracy,
                     cost: cost.of_row(c)?,
                 })

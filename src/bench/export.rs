@@ -204,7 +204,7 @@ impl Report {
         atomically(path, |out| {
             let mut w = csv::Writer::from_writer(out);
             w.write_record([
-                "threshold",
+                "thresholds",
                 "accuracy",
                 "deferral",
                 "latency_ms",
@@ -212,7 +212,7 @@ impl Report {
             ])?;
             for c in &self.result.curve {
                 w.write_record([
-                    c.threshold.to_string(),
+                    crate::tune::curve::format_thresholds(&c.thresholds),
                     format!("{:.6}", c.accuracy),
                     format!("{:.6}", c.deferral),
                     format!("{:.4}", c.latency_ms),

@@ -148,7 +148,7 @@ pub struct BenchResult {
     pub memory_first_stage_only: Option<Memory>,
     pub memory_all_stages: Option<Memory>,
     /// The cascade's threshold curve derived from the models-alone records:
-    /// (threshold, accuracy, mean latency ms, mean energy mJ where measured).
+    /// (thresholds, accuracy, mean latency ms, mean energy mJ where measured).
     pub curve: Vec<CurveRow>,
     pub reference: Reference,
     pub idle_w: Option<f64>,
@@ -156,7 +156,8 @@ pub struct BenchResult {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CurveRow {
-    pub threshold: f32,
+    /// One per exit.
+    pub thresholds: Vec<f32>,
     pub accuracy: f64,
     pub deferral: f64,
     pub latency_ms: f64,
@@ -269,10 +270,10 @@ pub fn measure(
     let curve = curve::curve(&records, reference, &latency_costs)?
         .into_iter()
         .map(|p| CurveRow {
-            threshold: p.threshold,
+            latency_ms: curve::measured_mean_cost(&records, &p.thresholds),
+            thresholds: p.thresholds,
             accuracy: p.accuracy,
             deferral: p.deferral,
-            latency_ms: curve::measured_mean_cost(&records, p.threshold),
             energy_mj: energy_costs
                 .as_ref()
                 .map(|c| p.reach.iter().zip(c).map(|(r, c)| r * c).sum()),

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use cascade::energy::Board;
 use cascade::tune::calibrate::{self, CalibrationPlan, Progress, DEFAULT_HOLDOUT};
 use cascade::tune::curve;
-use cascade::tune::{Budget, Target};
+use cascade::tune::{Budget, Confidence, Target};
 use cascade::{Metric, ModelSpec, Threads};
 
 use super::output::{line, progress_bar, status};
@@ -16,9 +16,10 @@ use super::{CliResult, DataArgs, Toggle};
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("target").required(true).args(["budget_ms", "budget_mj", "min_accuracy"]))]
 pub struct CalibrateArgs {
-    /// A cascade stage, cheapest first; repeat for each stage (at least two).
-    #[arg(long = "stage", value_name = "MODEL.onnx", required = true)]
-    pub stages: Vec<PathBuf>,
+    /// A cascade stage, cheapest first; repeat for each stage (at least two). `MODEL@SIZE`
+    /// runs it at a square input of SIZE pixels.
+    #[arg(long = "stage", value_name = "MODEL.onnx[@SIZE]", required = true)]
+    pub stages: Vec<ModelSpec>,
     /// Confidence metric the threshold applies to.
     #[arg(long, default_value = "max-prob")]
     pub metric: Metric,
@@ -39,6 +40,14 @@ pub struct CalibrateArgs {
     /// Share of the inputs held out to check the chosen threshold on unseen data.
     #[arg(long, default_value_t = DEFAULT_HOLDOUT, value_name = "SHARE")]
     pub holdout: f64,
+    /// Confidence of the bounds reported on the held-out inputs (accuracy at least,
+    /// expected cost at most; exact Clopper-Pearson bounds).
+    #[arg(long, default_value_t = Confidence::DEFAULT.get(), value_name = "LEVEL")]
+    pub confidence: f64,
+    /// Choose only thresholds whose bounds on the held-out inputs meet the target at
+    /// --confidence (Learn-then-Test), instead of the best fitted point.
+    #[arg(long, conflicts_with = "margin")]
+    pub guarantee: bool,
     /// Board power model for energy when no meter is present: a shipped board's name, a
     /// TOML file, `none`, or `auto` (the default: this machine's board where a shipped
     /// board file matches its device tree; see `cascade info`).
@@ -70,13 +79,11 @@ pub fn run(args: CalibrateArgs, threads: Threads) -> CliResult<ExitCode> {
         options: args.conv_nhwc.load_options(),
         margin: args.margin,
         holdout: args.holdout,
+        confidence: Confidence::new(args.confidence)?,
+        guarantee: args.guarantee,
         board: Board::select(args.board.as_deref())?,
         threads,
-        ..CalibrationPlan::new(
-            args.stages.iter().map(ModelSpec::new).collect(),
-            args.data.spec(),
-            target,
-        )
+        ..CalibrationPlan::new(args.stages.clone(), args.data.spec(), target)
     };
     // Before an hour of measuring, not after it.
     let csv_path = args

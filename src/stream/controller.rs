@@ -106,13 +106,13 @@ impl BudgetController {
                     )));
                 }
                 let cost = p.reach.iter().zip(stage_costs).map(|(r, c)| r * c).sum();
-                Ok((p.threshold, cost))
+                Ok((shared(&p.thresholds)?, cost))
             })
             .collect::<Result<Vec<_>>>()?;
         BudgetController::new(&points, start, budget)
     }
 
-    /// The threshold to use for the next frame.
+    /// The threshold to use for the next frame (at every exit).
     pub fn threshold(&self) -> f32 {
         self.threshold
     }
@@ -204,6 +204,18 @@ impl BudgetController {
     }
 }
 
+/// The one threshold every exit shares: the controller moves one number along the curve. A
+/// profile whose exits were fitted jointly (three or more stages) has no such number.
+pub fn shared(thresholds: &[f32]) -> Result<f32> {
+    match thresholds {
+        [first, rest @ ..] if rest.iter().all(|t| t == first) => Ok(*first),
+        _ => Err(Error::InvalidArgument(format!(
+            "a stream budget moves one threshold shared by every exit, but this profile's exits have their own ({}); run the stream at the profile's thresholds without --budget-ms/--budget-mj",
+            crate::tune::curve::format_thresholds(thresholds)
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,7 +273,7 @@ mod tests {
         curve(&records, Reference::Labels, &[C0, C1])
             .unwrap()
             .iter()
-            .map(|p| (p.threshold, p.expected_cost))
+            .map(|p| (p.thresholds[0], p.expected_cost))
             .collect()
     }
 
@@ -358,7 +370,7 @@ mod tests {
     #[test]
     fn costs_from_reach_and_stage_costs() {
         let point = |t: f32, deferral: f64| CurvePoint {
-            threshold: t,
+            thresholds: vec![t],
             accuracy: 0.8,
             reach: vec![1.0, deferral],
             deferral,

@@ -90,7 +90,13 @@ impl SessionConfig {
             let controller = BudgetController::from_curve(
                 &profile.curve,
                 &stage_costs,
-                profile.threshold.get(),
+                super::controller::shared(
+                    &profile
+                        .thresholds
+                        .iter()
+                        .map(|t| t.get())
+                        .collect::<Vec<_>>(),
+                )?,
                 budget,
             )?;
             c = c.with_controller(controller)?;

@@ -176,15 +176,22 @@ impl Bounds {
 /// order fixed beforehand, `bounds(i)` the bounds of candidate `i` on the test inputs.
 /// Returns the indices that passed (a prefix of the order), each keeping `target` with
 /// the bounds' confidence, all at once.
-pub fn fixed_sequence<F>(order: &[usize], mut bounds: F, target: crate::tune::Target) -> Vec<usize>
+pub fn fixed_sequence<F>(
+    order: &[usize],
+    mut bounds: F,
+    target: crate::tune::Target,
+) -> Result<Vec<usize>>
 where
-    F: FnMut(usize) -> Bounds,
+    F: FnMut(usize) -> Result<Bounds>,
 {
-    order
-        .iter()
-        .copied()
-        .take_while(|&i| bounds(i).meet(target))
-        .collect()
+    let mut passed = Vec::new();
+    for &i in order {
+        if !bounds(i)?.meet(target) {
+            break;
+        }
+        passed.push(i);
+    }
+    Ok(passed)
 }
 
 #[cfg(test)]
@@ -283,7 +290,10 @@ mod tests {
         // (binomial sd of 1000 runs at 5% is 0.7 points; allow 3 sd of noise).
         assert!(violated <= 71, "bounds violated in {violated} of {runs}");
         // Exact bounds are conservative but not vacuous: each side does fail sometimes.
-        assert!(accuracy_violated > 0 && cost_violated > 0, "{accuracy_violated} {cost_violated}");
+        assert!(
+            accuracy_violated > 0 && cost_violated > 0,
+            "{accuracy_violated} {cost_violated}"
+        );
     }
 
     #[test]
@@ -308,9 +318,10 @@ mod tests {
             let order: Vec<usize> = (0..tallies.len()).collect();
             let passed = fixed_sequence(
                 &order,
-                |i| Bounds::of(&tallies[i], &costs, confidence).unwrap(),
+                |i| Bounds::of(&tallies[i], &costs, confidence),
                 budget,
-            );
+            )
+            .unwrap();
             // The most expensive certified one (the most accurate, on a real curve).
             if let Some(&i) = passed.last() {
                 chose_any += 1;
@@ -324,10 +335,19 @@ mod tests {
             }
         }
         // The check can fail: fitting on the same inputs breaks the budget far more often.
-        assert!(naive_over_budget > 150, "naive rule over budget in {naive_over_budget}");
-        assert!(chose_over_budget <= 71, "over budget in {chose_over_budget} of {runs}");
+        assert!(
+            naive_over_budget > 150,
+            "naive rule over budget in {naive_over_budget}"
+        );
+        assert!(
+            chose_over_budget <= 71,
+            "over budget in {chose_over_budget} of {runs}"
+        );
         // And it is not vacuous: most runs certify something (candidate 0 costs 11.5).
-        assert!(chose_any > 900, "certified something in only {chose_any} of {runs}");
+        assert!(
+            chose_any > 900,
+            "certified something in only {chose_any} of {runs}"
+        );
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! 1. run every stage on every image (its answer, confidence and measured cost);
 //! 2. measure what each stage costs on this device on a few of the same images
 //!    (latency, and energy where a meter or a board power model exists);
-//! 3. fit the threshold curve on part of the images, choose the threshold for the target,
-//!    and check it on the images held out.
+//! 3. fit the threshold curve on part of the images, choose the thresholds for the target,
+//!    and check them on the images held out, with bounds at a stated confidence
+//!    ([`crate::tune::bounds`]); with a guarantee, the held-out images certify the choice
+//!    (Learn-then-Test) instead of only checking it.
 
 use crate::energy::Board;
 use std::fmt::Write as _;
@@ -15,7 +17,9 @@ use crate::input::RgbImage;
 use crate::runtime::CascadeBuilder;
 use crate::runtime::{LoadOptions, ModelSpec, Threads};
 use crate::runtime::{Metric, Threshold};
+use crate::tune::bounds::{fixed_sequence, Bounds, Confidence};
 use crate::tune::curve::{self, CurvePoint, Observation, Record, Reference};
+use crate::tune::tradeoff::{cheapest_reaching, most_accurate_within};
 use crate::tune::{cpu_model, now_rfc3339, sha256_file, FitReport, HeldOut, Profile, ProfileStage};
 use crate::tune::{measure_stage, CostOptions};
 use crate::tune::{Budget, Target};
@@ -50,6 +54,10 @@ pub struct CalibrationPlan {
     /// See [`DEFAULT_COST_IMAGES`].
     pub cost_images: usize,
     pub cost: CostOptions,
+    /// The confidence of the reported bounds (and of the guarantee).
+    pub confidence: Confidence,
+    /// Choose only thresholds whose bounds on the held-out inputs meet the target.
+    pub guarantee: bool,
 }
 
 impl CalibrationPlan {
@@ -67,6 +75,8 @@ impl CalibrationPlan {
             threads: Threads::ONE,
             cost_images: DEFAULT_COST_IMAGES,
             cost: CostOptions::default(),
+            confidence: Confidence::DEFAULT,
+            guarantee: false,
         }
     }
 }
@@ -216,13 +226,23 @@ pub fn run(plan: &CalibrationPlan, mut progress: impl FnMut(Progress)) -> Result
         stages.iter().map(|s| s.latency.mean_ms).collect()
     };
 
-    // 3. Fit, choose, check on held-out inputs.
+    // 3. Fit, choose, check on held-out inputs (or certify on them, with a guarantee).
     let curve = curve::curve(&fit, reference, &costs)?;
-    let chosen = curve::choose(&curve, plan.target, plan.margin)?;
-    let holdout = (!held.is_empty()).then(|| HeldOut {
-        point: curve::point(&held, reference, &costs, chosen.threshold),
-        measured_mean_ms: curve::measured_mean_cost(&held, chosen.threshold),
-    });
+    let chosen = if plan.guarantee {
+        certify(&curve, &held, reference, &costs, plan)?
+    } else {
+        curve::choose(&curve, plan.target, plan.margin)?
+    };
+    let holdout = (!held.is_empty())
+        .then(|| -> Result<HeldOut> {
+            let tally = curve::tally(&held, reference, &chosen.thresholds);
+            Ok(HeldOut {
+                point: curve::point(&held, reference, &costs, &chosen.thresholds),
+                measured_mean_ms: curve::measured_mean_cost(&held, &chosen.thresholds),
+                bounds: Some(Bounds::of(&tally, &costs, plan.confidence)?),
+            })
+        })
+        .transpose()?;
     let last = n_stages - 1;
     let last_alone = [("fit", &fit), ("held out", &held)]
         .into_iter()
@@ -246,12 +266,17 @@ pub fn run(plan: &CalibrationPlan, mut progress: impl FnMut(Progress)) -> Result
         arch: std::env::consts::ARCH.to_string(),
         threads: plan.threads.get(),
         metric: plan.metric,
-        threshold: Threshold::new(chosen.threshold)?,
+        thresholds: chosen
+            .thresholds
+            .iter()
+            .map(|&t| Threshold::new(t))
+            .collect::<Result<_>>()?,
         stages,
         calibration: FitReport {
             data: plan.data.dir.display().to_string(),
             target: plan.target,
             margin: plan.margin,
+            guarantee: plan.guarantee,
             reference,
             fit_inputs: fit.len(),
             holdout_inputs: held.len(),
@@ -284,10 +309,20 @@ impl Calibration {
         let unit = self.unit;
         let _ = writeln!(
             out,
-            "chosen     threshold {:.4} ({} >= it exits) for {}",
-            p.threshold.get(),
+            "chosen     threshold {} ({} >= it exits{}) for {}{}",
+            curve::format_thresholds(&fit.fit.thresholds),
             p.metric,
-            fit.target
+            if fit.fit.thresholds.len() > 1 {
+                "; one per exit"
+            } else {
+                ""
+            },
+            fit.target,
+            if fit.guarantee {
+                ", guaranteed on the held-out inputs"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(
             out,
@@ -307,6 +342,17 @@ impl Calibration {
                 h.point.expected_cost,
                 h.measured_mean_ms
             );
+            if let Some(b) = &h.bounds {
+                let _ = writeln!(
+                    out,
+                    "bounds     at {:.0}% confidence on those {} inputs: {accuracy} >= {:.1}%, expected cost <= {:.2} {unit} (Clopper-Pearson{})",
+                    100.0 * b.confidence.get(),
+                    b.inputs,
+                    100.0 * b.accuracy_at_least,
+                    b.cost_at_most,
+                    if fit.guarantee { ", Learn-then-Test" } else { "" }
+                );
+            }
         }
         for a in &self.last_alone {
             let _ = writeln!(
@@ -339,6 +385,73 @@ impl Calibration {
     }
 }
 
+/// Learn-then-Test over the fitted curve (see [`crate::tune::bounds`]): the order is fixed
+/// by the fitting inputs (cheapest first for a budget, most accurate first for an accuracy
+/// target), the held-out inputs test each point's bounds in turn, and of the points that
+/// passed, the most accurate (budget) or cheapest (accuracy) on the held-out inputs wins.
+fn certify(
+    curve: &[CurvePoint],
+    held: &[Record],
+    reference: Reference,
+    costs: &[f64],
+    plan: &CalibrationPlan,
+) -> Result<CurvePoint> {
+    if held.is_empty() {
+        return Err(Error::InvalidArgument(
+            "a guarantee needs held-out inputs to test on: give --holdout above 0".into(),
+        ));
+    }
+    let mut order: Vec<usize> = (0..curve.len()).collect();
+    match plan.target {
+        Target::Budget(_) => {
+            order.sort_by(|&a, &b| curve[a].expected_cost.total_cmp(&curve[b].expected_cost))
+        }
+        Target::MinAccuracy(_) => {
+            order.sort_by(|&a, &b| curve[b].accuracy.total_cmp(&curve[a].accuracy))
+        }
+    }
+    let bounds = |i: usize| -> Result<Bounds> {
+        Bounds::of(
+            &curve::tally(held, reference, &curve[i].thresholds),
+            costs,
+            plan.confidence,
+        )
+    };
+    let first = bounds(order[0])?;
+    let passed = fixed_sequence(&order, bounds, plan.target)?;
+    let on_held: Vec<CurvePoint> = passed
+        .iter()
+        .map(|&i| curve::point(held, reference, costs, &curve[i].thresholds))
+        .collect();
+    let best = match plan.target {
+        Target::Budget(_) => most_accurate_within(&on_held, f64::INFINITY),
+        Target::MinAccuracy(_) => cheapest_reaching(&on_held, 0.0),
+    };
+    match best {
+        // The fitted point is what the profile reports as "fit"; the held-out figures
+        // follow from its thresholds.
+        Some(p) => Ok(curve
+            .iter()
+            .find(|c| c.thresholds == p.thresholds)
+            .cloned()
+            .unwrap_or_else(|| p.clone())),
+        None => {
+            let c = plan.confidence.get() * 100.0;
+            let n = held.len();
+            Err(Error::InvalidArgument(match plan.target {
+                Target::Budget(b) => format!(
+                    "no threshold is certain enough to keep {}: at {c:.0}% confidence on {n} held-out inputs the cheapest keeps only {:.3} {} or less (more inputs tighten the bound)",
+                    plan.target, first.cost_at_most, b.unit()
+                ),
+                Target::MinAccuracy(_) => format!(
+                    "no threshold is certain enough to reach {}: at {c:.0}% confidence on {n} held-out inputs the most accurate is only sure of {:.1}% (more inputs tighten the bound)",
+                    plan.target, 100.0 * first.accuracy_at_least
+                ),
+            }))
+        }
+    }
+}
+
 /// A readable excerpt of the curve: about 15 evenly spaced rows plus the chosen one.
 fn curve_excerpt(out: &mut String, curve: &[CurvePoint], chosen: &CurvePoint, unit: &str) {
     let cost = format!("cost ({unit})");
@@ -349,12 +462,12 @@ fn curve_excerpt(out: &mut String, curve: &[CurvePoint], chosen: &CurvePoint, un
     );
     let step = (curve.len() / 15).max(1);
     for (i, p) in curve.iter().enumerate() {
-        let is_chosen = p.threshold == chosen.threshold;
+        let is_chosen = p.thresholds == chosen.thresholds;
         if i % step == 0 || i + 1 == curve.len() || is_chosen {
             let _ = writeln!(
                 out,
-                "{:>10.4}  {:>7.1}%  {:>7.1}%  {:>12.2}{}",
-                p.threshold,
+                "{:>10}  {:>7.1}%  {:>7.1}%  {:>12.2}{}",
+                curve::format_thresholds(&p.thresholds),
                 100.0 * p.accuracy,
                 100.0 * p.deferral,
                 p.expected_cost,

@@ -17,7 +17,7 @@ use crate::runtime::ModelSpec;
 use crate::runtime::{Metric, Threshold};
 use crate::tune::curve::{CurvePoint, Reference};
 use crate::tune::Latency;
-use crate::tune::Target;
+use crate::tune::{Bounds, Target};
 
 /// A saved calibration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,11 +32,17 @@ pub struct Profile {
     pub arch: String,
     pub threads: usize,
     pub metric: Metric,
-    /// The chosen exit threshold, shared by every exit.
-    pub threshold: Threshold,
+    /// The chosen exit thresholds, one per exit (every stage but the last). Profiles
+    /// written before exits had their own store one shared `threshold`, read as that value
+    /// at every exit.
+    #[serde(
+        alias = "threshold",
+        deserialize_with = "crate::tune::curve::one_or_many"
+    )]
+    pub thresholds: Vec<Threshold>,
     pub stages: Vec<ProfileStage>,
     pub calibration: FitReport,
-    /// The fitted threshold curve, cheapest threshold first.
+    /// The fitted threshold curve, cheapest first.
     pub curve: Vec<CurvePoint>,
 }
 
@@ -63,6 +69,10 @@ pub struct FitReport {
     pub data: String,
     pub target: Target,
     pub margin: f64,
+    /// Whether the thresholds were chosen for bounds on the held-out inputs that meet the
+    /// target (Learn-then-Test), not for the fitted point.
+    #[serde(default)]
+    pub guarantee: bool,
     pub reference: Reference,
     pub fit_inputs: usize,
     pub holdout_inputs: usize,
@@ -78,6 +88,9 @@ pub struct HeldOut {
     pub point: CurvePoint,
     /// Mean per-input latency measured on those inputs (sum of the stages each reached).
     pub measured_mean_ms: f64,
+    /// What those inputs bound, with the confidence and the sample size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounds: Option<Bounds>,
 }
 
 /// SHA-256 of a file, lowercase hex.
@@ -207,6 +220,14 @@ impl Profile {
         if profile.stages.len() < 2 {
             return Err(bad("a profile needs at least two stages".into()));
         }
+        let exits = profile.stages.len() - 1;
+        if !(profile.thresholds.len() == 1 || profile.thresholds.len() == exits) {
+            return Err(bad(format!(
+                "{} thresholds for {} stages: one, or one per exit ({exits})",
+                profile.thresholds.len(),
+                profile.stages.len()
+            )));
+        }
         for stage in &profile.stages {
             if !(stage.sha256.len() == 64 && stage.sha256.bytes().all(|b| b.is_ascii_hexdigit())) {
                 return Err(bad(format!(
@@ -219,7 +240,7 @@ impl Profile {
         Ok(profile)
     }
 
-    /// A cascade builder with the profile's stages, metric and threshold.
+    /// A cascade builder with the profile's stages, metric and thresholds.
     pub fn builder(&self) -> CascadeBuilder {
         self.stages
             .iter()
@@ -230,7 +251,7 @@ impl Profile {
                 })
             })
             .metric(self.metric)
-            .threshold(self.threshold)
+            .thresholds(self.thresholds.iter().copied())
     }
 
     /// Mean latency of each stage, in stage order.
@@ -263,7 +284,7 @@ mod tests {
 
     fn point(t: f32) -> CurvePoint {
         CurvePoint {
-            threshold: t,
+            thresholds: vec![t],
             accuracy: 0.9,
             reach: vec![1.0, 0.4],
             deferral: 0.4,
@@ -305,12 +326,13 @@ mod tests {
             arch: "x86_64".into(),
             threads: 1,
             metric: Metric::MaxProb,
-            threshold: Threshold::new(0.7).unwrap(),
+            thresholds: vec![Threshold::new(0.7).unwrap()],
             stages: vec![stage(&a), stage(&b)],
             calibration: FitReport {
                 data: "data".into(),
                 target: Target::Budget(Budget::latency_ms(35.0).unwrap()),
                 margin: 0.0,
+                guarantee: false,
                 reference: Reference::Labels,
                 fit_inputs: 350,
                 holdout_inputs: 150,
@@ -318,6 +340,7 @@ mod tests {
                 holdout: Some(HeldOut {
                     point: point(0.7),
                     measured_mean_ms: 31.0,
+                    bounds: None,
                 }),
             },
             curve: vec![point(0.0), point(0.7), point(1.0)],
@@ -430,6 +453,22 @@ mod tests {
     }
 
     #[test]
+    fn a_profile_with_one_shared_threshold_from_before_per_exit_thresholds_still_loads() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("profile.toml");
+        profile(d.path()).save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let old = text
+            .replace("thresholds = [0.7]", "threshold = 0.7")
+            .replace("thresholds = [", "threshold = [");
+        assert!(!old.contains("thresholds"), "{old}");
+        std::fs::write(&path, old).unwrap();
+        let p = Profile::load(&path).unwrap();
+        assert_eq!(p.thresholds, vec![Threshold::new(0.7).unwrap()]);
+        assert_eq!(p.calibration.fit.thresholds, vec![0.7]);
+    }
+
+    #[test]
     fn invalid_profiles_are_refused() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("profile.toml");
@@ -438,13 +477,24 @@ mod tests {
         std::fs::write(&path, text.replace("\"max-prob\"", "\"vibes\"")).unwrap();
         let err = Profile::load(&path).unwrap_err().to_string();
         assert!(err.contains("unknown variant `vibes`"), "{err}");
-        std::fs::write(&path, text.replace("threshold = 0.7", "threshold = 1.7")).unwrap();
+        std::fs::write(
+            &path,
+            text.replace("thresholds = [0.7]", "thresholds = [1.7]"),
+        )
+        .unwrap();
         let err = Profile::load(&path).unwrap_err().to_string();
         assert!(err.contains("outside 0..=1"), "{err}");
         let hash = sha256_file(&d.path().join("a.onnx")).unwrap();
         std::fs::write(&path, text.replace(&hash, "not-a-hash")).unwrap();
         let err = Profile::load(&path).unwrap_err().to_string();
         assert!(err.contains("is not a SHA-256 hash"), "{err}");
+        std::fs::write(
+            &path,
+            text.replace("thresholds = [0.7]", "thresholds = [0.7, 0.8]"),
+        )
+        .unwrap();
+        let err = Profile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("2 thresholds for 2 stages"), "{err}");
         std::fs::write(&path, "threshold = ").unwrap();
         let err = Profile::load(&path).unwrap_err().to_string();
         assert!(err.starts_with("profile ") && !err.contains('\n'), "{err}");

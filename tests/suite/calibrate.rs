@@ -119,9 +119,9 @@ fn calibrated_profile_drives_classify_and_eval() {
     let energy = &p["stages"][0]["energy"];
     assert_eq!(energy["estimate"].as_bool(), Some(true));
     assert!(energy["total_mj"].as_float().unwrap() > 0.0);
-    let threshold = p["threshold"].as_float().unwrap();
+    let threshold = p["thresholds"][0].as_float().unwrap();
     let csv = std::fs::read_to_string(profile.with_extension("csv")).unwrap();
-    assert!(csv.starts_with("threshold,accuracy,deferral,expected_cost\n"));
+    assert!(csv.starts_with("thresholds,accuracy,deferral,expected_cost\n"));
     assert!(csv.lines().count() > 3);
 
     // classify --profile runs the profile's cascade.
@@ -232,4 +232,72 @@ fn a_profile_written_elsewhere_works_from_any_directory_and_quiet_is_quiet() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.is_empty(), "{stderr}");
     assert!(out_dir.join("bench.json").is_file());
+}
+
+#[test]
+fn held_out_bounds_are_reported_and_a_guarantee_refuses_what_it_cannot_promise() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("p.toml");
+    let profile_s = profile.display().to_string();
+    let (l0, l2, d) = (
+        path("efficientnet-lite0"),
+        path("efficientnet-lite2"),
+        data(),
+    );
+    // A budget no bound can promise on 7 held-out inputs: refused, with the reason.
+    let out = cascade(&calibrate_args(
+        &["--budget-ms=0.001", "--guarantee", "-o", &profile_s],
+        &l0,
+        &l2,
+        &d,
+    ));
+    common::assert_fails_with(&out, "no threshold is certain enough to keep");
+    // A generous one is certified; the profile keeps the bounds, confidence and sample size.
+    let out = cascade(&calibrate_args(
+        &[
+            "--budget-ms=100000",
+            "--guarantee",
+            "--confidence=0.9",
+            "-o",
+            &profile_s,
+        ],
+        &l0,
+        &l2,
+        &d,
+    ));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("bounds     at 90% confidence"), "{stdout}");
+    let p: toml::Value = toml::from_str(&std::fs::read_to_string(&profile).unwrap()).unwrap();
+    let fit = &p["calibration"];
+    assert_eq!(fit["guarantee"].as_bool(), Some(true));
+    let held = &fit["holdout"];
+    let bounds = &held["bounds"];
+    assert_eq!(bounds["confidence"].as_float(), Some(0.9));
+    let n = fit["holdout_inputs"].as_integer().unwrap();
+    assert_eq!(bounds["inputs"].as_integer(), Some(n));
+    // A lower bound below what was seen, an upper bound above it.
+    let seen = held["point"]["accuracy"].as_float().unwrap();
+    let at_least = bounds["accuracy_at_least"].as_float().unwrap();
+    assert!(at_least < seen && at_least >= 0.0, "{at_least} vs {seen}");
+    let cost = held["point"]["expected_cost"].as_float().unwrap();
+    assert!(bounds["cost_at_most"].as_float().unwrap() >= cost);
+    // --guarantee and --margin are two answers to the same worry: one at a time.
+    let out = cascade(&calibrate_args(
+        &[
+            "--budget-ms=100",
+            "--guarantee",
+            "--margin=0.1",
+            "-o",
+            &profile_s,
+        ],
+        &l0,
+        &l2,
+        &d,
+    ));
+    common::assert_fails_with(&out, "cannot be used with");
 }

@@ -70,7 +70,7 @@ fn calibrate_save_reload_classify_and_stream_through_the_library() {
         "relative model paths: {text}"
     );
     let profile = Profile::load(&path).unwrap();
-    assert_eq!(profile.threshold, calibration.profile.threshold);
+    assert_eq!(profile.thresholds, calibration.profile.thresholds);
     assert_eq!(profile.curve, calibration.profile.curve);
 
     // 3. Classify with the profile's cascade.

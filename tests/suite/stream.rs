@@ -335,7 +335,7 @@ fn profile(dir: &Path, threshold: f32, with_energy: bool) -> PathBuf {
         }
     };
     let point = |t: f32| CurvePoint {
-        threshold: t,
+        thresholds: vec![t],
         accuracy: 0.8,
         reach: vec![1.0, f64::from(t)],
         deferral: f64::from(t),
@@ -349,7 +349,7 @@ fn profile(dir: &Path, threshold: f32, with_energy: bool) -> PathBuf {
         arch: std::env::consts::ARCH.into(),
         threads: 1,
         metric: Metric::MaxProb,
-        threshold: Threshold::new(threshold).unwrap(),
+        thresholds: vec![Threshold::new(threshold).unwrap()],
         stages: vec![
             stage("efficientnet-lite0", 10.0),
             stage("efficientnet-lite2", 30.0),
@@ -358,6 +358,7 @@ fn profile(dir: &Path, threshold: f32, with_energy: bool) -> PathBuf {
             data: "test".into(),
             target: Target::Budget(Budget::latency_ms(20.0).unwrap()),
             margin: 0.0,
+            guarantee: false,
             reference: Reference::Labels,
             fit_inputs: 10,
             holdout_inputs: 0,
