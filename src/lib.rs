@@ -87,6 +87,7 @@ pub mod input;
 pub mod memory;
 pub mod output;
 pub mod runtime;
+pub mod search;
 pub mod stream;
 pub mod tune;
 

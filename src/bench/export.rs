@@ -258,6 +258,7 @@ impl Report {
             title: &title,
             cost_label,
             curve: &axis.curve,
+            curve_label: "cascade, threshold sweep (derived from per-model runs)",
             measured: &axis.measured,
             highlight: "cascade",
         }

@@ -13,6 +13,7 @@ mod inference;
 mod measure;
 mod memory;
 mod plot;
+pub use plot::AccuracyVsCost;
 mod throughput;
 
 use std::time::Duration;

@@ -13,6 +13,8 @@ pub struct AccuracyVsCost<'a> {
     /// The x axis, with its unit.
     pub cost_label: &'a str,
     pub curve: &'a [Point],
+    /// The legend of the curve.
+    pub curve_label: &'a str,
     pub measured: &'a [Point],
     pub highlight: &'a str,
 }
@@ -30,6 +32,7 @@ impl AccuracyVsCost<'_> {
             title,
             cost_label,
             curve,
+            curve_label,
             measured,
             highlight,
         } = *self;
@@ -62,7 +65,7 @@ impl AccuracyVsCost<'_> {
                 curve.iter().map(|p| (p.cost, 100.0 * p.accuracy)),
                 BLUE.stroke_width(2),
             ))?
-            .label("cascade, threshold sweep (derived from per-model runs)")
+            .label(curve_label)
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
         for m in measured {
             let is_cascade = m.name == highlight;

@@ -8,6 +8,7 @@ mod classify;
 mod eval;
 mod info;
 mod output;
+mod search;
 mod stream;
 mod time;
 
@@ -52,6 +53,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Measure each stage on this device and pick the exit threshold for a budget.
     Calibrate(calibrate::CalibrateArgs),
+    /// Find the best cascade (models, input sizes, stages, thresholds) for a budget.
+    Search(search::SearchArgs),
     /// Classify a camera stream or raw/MJPEG frames from a file or pipe.
     Stream(stream::StreamArgs),
     /// Measure the cascade against each of its models alone, in one run.
@@ -249,6 +252,7 @@ pub fn run(args: Args, threads: Threads) -> CliResult<ExitCode> {
         Command::Classify(c) => classify::run(c),
         Command::Eval(e) => eval::run(e, threads),
         Command::Calibrate(c) => calibrate::run(c, threads),
+        Command::Search(s) => search::run(s, threads),
         Command::Stream(s) => stream::run(s),
         Command::Bench(b) => bench::run(b, threads),
         Command::Info(i) => info::run(i, args.threads),

@@ -15,4 +15,5 @@ mod decode;
 mod embed;
 mod full_set;
 mod models;
+mod search;
 mod stream;

@@ -1,0 +1,154 @@
+//! `cascade search`: the best cascade (models, sizes, stages, thresholds) for a budget,
+//! from a zoo of candidates, with its front written as Markdown, CSV, JSON and SVG.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cascade::energy::Board;
+use cascade::search::{self, default_zoo, Candidate, Progress, SearchPlan, DEFAULT_MAX_STAGES};
+use cascade::tune::calibrate::DEFAULT_HOLDOUT;
+use cascade::tune::{Budget, Confidence, Target};
+use cascade::{Metric, ModelSpec, Threads};
+
+use super::output::{line, progress_bar, status};
+use super::{CliResult, DataArgs, Toggle};
+
+#[derive(Debug, clap::Args)]
+pub struct SearchArgs {
+    /// A candidate model, `MODEL.onnx` or `MODEL.onnx@SIZE`; repeat for each [default:
+    /// every model with a manifest in --models, at its native size and 32 and 64 pixels
+    /// below].
+    #[arg(long = "model", value_name = "MODEL.onnx[@SIZE]")]
+    pub models: Vec<ModelSpec>,
+    /// Where the default zoo's models are.
+    #[arg(long = "models", value_name = "DIR", default_value = "models")]
+    pub models_dir: PathBuf,
+    /// Longest cascade tried.
+    #[arg(long, default_value_t = DEFAULT_MAX_STAGES, value_name = "N")]
+    pub max_stages: usize,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Best cascade whose expected latency per image is at most this many milliseconds.
+    #[arg(long, value_name = "MS", conflicts_with_all = ["budget_mj", "min_accuracy"])]
+    pub budget_ms: Option<f64>,
+    /// Best cascade whose expected energy per image is at most this many millijoules.
+    #[arg(long, value_name = "MJ", conflicts_with = "min_accuracy")]
+    pub budget_mj: Option<f64>,
+    /// Cheapest cascade whose accuracy reaches this share (0..1, e.g. 0.89).
+    #[arg(long, value_name = "SHARE")]
+    pub min_accuracy: Option<f64>,
+    /// Confidence metric the thresholds apply to.
+    #[arg(long, default_value = "max-prob")]
+    pub metric: Metric,
+    /// Share of the images held out to check the best cascade on.
+    #[arg(long, default_value_t = DEFAULT_HOLDOUT, value_name = "SHARE")]
+    pub holdout: f64,
+    /// Confidence of the bounds reported on the held-out images.
+    #[arg(long, default_value_t = Confidence::DEFAULT.get(), value_name = "LEVEL")]
+    pub confidence: f64,
+    /// Choose only a cascade whose bounds on the held-out images meet the target
+    /// (Learn-then-Test).
+    #[arg(long)]
+    pub guarantee: bool,
+    /// Board power model for energy when no meter is present (see `calibrate --board`).
+    #[arg(long, value_name = "NAME")]
+    pub board: Option<String>,
+    /// Folder for search.md, search.csv, search.json and search.svg.
+    #[arg(long, value_name = "DIR", default_value = "search")]
+    pub out: PathBuf,
+    /// Where to write the best cascade's profile (for --profile).
+    #[arg(short, long, value_name = "PROFILE.toml")]
+    pub output: Option<PathBuf>,
+    /// Print the JSON report on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// tract's NHWC convolution rewrite (auto: on for x86_64).
+    #[arg(long, value_enum, default_value_t = Toggle::Auto)]
+    pub conv_nhwc: Toggle,
+}
+
+pub fn run(args: SearchArgs, threads: Threads) -> CliResult<ExitCode> {
+    let target = match (args.budget_ms, args.budget_mj, args.min_accuracy) {
+        (Some(ms), _, _) => Some(Target::Budget(Budget::latency_ms(ms)?)),
+        (_, Some(mj), _) => Some(Target::Budget(Budget::energy_mj(mj)?)),
+        (_, _, Some(a)) => Some(Target::min_accuracy(a)?),
+        _ => None,
+    };
+    if args.output.is_some() && target.is_none() {
+        let msg = "--output writes the best cascade's profile: give --budget-ms, --budget-mj or --min-accuracy";
+        return Err(cascade::Error::InvalidArgument(msg.into()).into());
+    }
+    let candidates = if args.models.is_empty() {
+        default_zoo(&args.models_dir)?
+    } else {
+        args.models.iter().cloned().map(Candidate::new).collect()
+    };
+    let plan = SearchPlan {
+        target,
+        metric: args.metric,
+        options: args.conv_nhwc.load_options(),
+        max_stages: args.max_stages,
+        holdout: args.holdout,
+        confidence: Confidence::new(args.confidence)?,
+        guarantee: args.guarantee,
+        board: Board::select(args.board.as_deref())?,
+        threads,
+        ..SearchPlan::new(candidates, args.data.spec())
+    };
+    if let Some(out) = &args.output {
+        cascade::output::check_writable(out)?;
+    }
+    let bar = progress_bar(0);
+    let result = search::run(&plan, |p| match p {
+        Progress::Observing {
+            candidate,
+            candidates,
+            name,
+            done,
+            total,
+        } => {
+            bar.set_length(total as u64);
+            bar.set_message(format!("candidate {}/{candidates}: {name}", candidate + 1));
+            bar.set_position(done as u64);
+        }
+        Progress::Measuring { name, .. } => bar.set_message(format!("measuring {name}")),
+        Progress::Replaying { cascades } => {
+            bar.finish_and_clear();
+            status(&format!("replaying {cascades} cascades ..."));
+        }
+    });
+    bar.finish_and_clear();
+    let result = result?;
+
+    let files = result.write(&args.out)?;
+    let profile = match &args.output {
+        Some(path) => {
+            match result.best_profile()? {
+                Some(p) => {
+                    p.save(path)?;
+                    Some(path)
+                }
+                None => {
+                    status("the best is one model alone: no cascade profile written (run it with --model)");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    if args.json {
+        line(&result.json().to_string())?;
+    } else {
+        let md = result.markdown();
+        line(md.trim_end())?;
+    }
+    status(&format!(
+        "wrote      {}, {}, {}, {}{}",
+        files.markdown.display(),
+        files.csv.display(),
+        files.json.display(),
+        files.svg.display(),
+        profile.map_or(String::new(), |p| format!(" and {}", p.display()))
+    ));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,510 @@
+//! `cascade search`: which models, at which input sizes, in how many stages, at which
+//! thresholds, for a budget.
+//!
+//! ```text
+//! zoo (models x sizes) -> each candidate once on every image (Record) -> replay every
+//!                         cost of each candidate on this device   -'   1-, 2-, 3-stage
+//!                                                                     cascade -> front -> best
+//! ```
+//!
+//! Only the per-candidate runs cost inference; replay is arithmetic, so thousands of
+//! cascades and thresholds are evaluated in well under a second. The front is fitted on part
+//! of the images; the best cascade is then checked, with bounds at a stated confidence, on
+//! the images held out (and, with a guarantee, certified on them by Learn-then-Test).
+
+mod replay;
+mod report;
+mod zoo;
+
+pub use replay::{cascades, project, replay, CascadePoint, Replay};
+pub use report::Files;
+pub use zoo::{default_zoo, Candidate, DEFAULT_SIZE_STEPS};
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::energy::{detect_system, Board, EnergyMeter};
+use crate::error::{Error, Result};
+use crate::input::RgbImage;
+use crate::runtime::{Cascade, LoadOptions, Metric, Threads, Threshold};
+use crate::tune::bounds::{fixed_sequence, Bounds, Confidence};
+use crate::tune::calibrate::split;
+use crate::tune::curve::{self, Observation, Record, Reference};
+use crate::tune::tradeoff::{cheapest_reaching, most_accurate_within};
+use crate::tune::{cpu_model, now_rfc3339, sha256_file, FitReport, HeldOut, Profile, ProfileStage};
+use crate::tune::{measure_stage, Budget, CostOptions, DataSpec, LayoutKind, Target};
+
+/// At most this many stages per cascade by default: the paper behind the product found
+/// three-model cascades on the front and little beyond.
+pub const DEFAULT_MAX_STAGES: usize = 3;
+
+/// What to search, and on what.
+#[derive(Debug, Clone)]
+pub struct SearchPlan {
+    pub candidates: Vec<Candidate>,
+    pub data: DataSpec,
+    /// The best cascade is chosen for this; without one only the front is reported.
+    pub target: Option<Target>,
+    pub metric: Metric,
+    pub options: LoadOptions,
+    pub max_stages: usize,
+    /// Share of the images held out to check (or certify) the best cascade on.
+    pub holdout: f64,
+    pub confidence: Confidence,
+    pub guarantee: bool,
+    pub board: Option<Board>,
+    pub threads: Threads,
+    pub cost_images: usize,
+    pub cost: CostOptions,
+}
+
+impl SearchPlan {
+    pub fn new(candidates: Vec<Candidate>, data: DataSpec) -> SearchPlan {
+        SearchPlan {
+            candidates,
+            data,
+            target: None,
+            metric: Metric::default(),
+            options: LoadOptions::default(),
+            max_stages: DEFAULT_MAX_STAGES,
+            holdout: crate::tune::calibrate::DEFAULT_HOLDOUT,
+            confidence: Confidence::DEFAULT,
+            guarantee: false,
+            board: None,
+            threads: Threads::ONE,
+            cost_images: crate::tune::calibrate::DEFAULT_COST_IMAGES,
+            cost: CostOptions::default(),
+        }
+    }
+}
+
+/// Where a search is, for progress output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Candidate `candidate` of `candidates` has run on `done` of `total` images.
+    Observing {
+        candidate: usize,
+        candidates: usize,
+        name: String,
+        done: usize,
+        total: usize,
+    },
+    /// Measuring what candidate `candidate` costs here.
+    Measuring { candidate: usize, name: String },
+    /// Replaying `cascades` cascades.
+    Replaying { cascades: usize },
+}
+
+/// One candidate as measured here.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    pub name: String,
+    #[serde(skip)]
+    pub candidate: Candidate,
+    /// Its cost per image in the search's unit (mean latency, or energy).
+    pub cost: f64,
+    #[serde(skip)]
+    pub stage: ProfileStage,
+}
+
+/// The best cascade for the target, with what the held-out images say about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Best {
+    pub names: Vec<String>,
+    pub fit: CascadePoint,
+    pub holdout: Option<HeldOut>,
+}
+
+/// What a search found.
+#[derive(Debug, Clone)]
+pub struct Search {
+    /// The candidates, cheapest first (the indices every [`CascadePoint`] uses).
+    pub candidates: Vec<Measured>,
+    /// `ms`, or `mJ` for an energy budget.
+    pub unit: &'static str,
+    pub reference: Reference,
+    pub replay: Replay,
+    pub best: Option<Best>,
+    /// Every image's record over all candidates (cheapest first), in the data's order;
+    /// `None` for an image that could not be decoded.
+    pub records: Vec<Option<Record>>,
+    /// Which of `records` the front was fitted on (the rest are held out).
+    pub fit_indices: Vec<usize>,
+    pub fit_inputs: usize,
+    pub holdout_inputs: usize,
+    /// Wall time of the per-candidate runs and of the replay, seconds.
+    pub observe_seconds: f64,
+    pub replay_seconds: f64,
+    pub plan_target: Option<Target>,
+    pub confidence: Confidence,
+    pub guarantee: bool,
+    pub metric: Metric,
+    pub threads: Threads,
+    pub board: Option<String>,
+    pub data: String,
+}
+
+/// Runs the search (see the module docs). `progress` hears where it is.
+pub fn run(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<Search> {
+    if plan.candidates.len() < 2 {
+        return Err(Error::InvalidArgument(format!(
+            "a search needs at least two candidates to build cascades from, got {} (add --model MODEL[@SIZE])",
+            plan.candidates.len()
+        )));
+    }
+    if !(1..=crate::runtime::MAX_STAGES).contains(&plan.max_stages) {
+        return Err(Error::InvalidArgument(format!(
+            "--max-stages must be 1..={}, got {}",
+            crate::runtime::MAX_STAGES,
+            plan.max_stages
+        )));
+    }
+    let energy = matches!(plan.target, Some(Target::Budget(Budget::EnergyMj(_))));
+    let mut meter = detect_system(plan.board.as_ref(), plan.threads.get());
+    if energy && meter.is_none() {
+        return Err(Error::InvalidArgument(
+            "an energy budget needs an energy meter or a --board power model".into(),
+        ));
+    }
+
+    // 1. Every candidate on every image, then its cost here.
+    let started = Instant::now();
+    let mut columns: Vec<Vec<Option<Observation>>> = Vec::new();
+    let mut labels: Vec<Option<usize>> = Vec::new();
+    let mut measured = Vec::with_capacity(plan.candidates.len());
+    let mut reference = Reference::Labels;
+    let candidates = plan.candidates.len();
+    for (c, candidate) in plan.candidates.iter().enumerate() {
+        let mut cascade = Cascade::single(candidate.spec.clone(), plan.options)?;
+        cascade.set_metric(plan.metric);
+        let dataset = plan.data.open(cascade.labels())?;
+        if dataset.layout == LayoutKind::Unlabeled {
+            reference = Reference::LastStageAgreement;
+        }
+        let total = dataset.len();
+        let mut column = Vec::with_capacity(total);
+        let mut cost_images: Vec<RgbImage> = Vec::with_capacity(plan.cost_images);
+        for (i, item) in dataset.decoded(cascade.decode_size()).enumerate() {
+            if c == 0 {
+                labels.push(item.sample.label);
+            }
+            column.push(match item.image {
+                Ok(image) => {
+                    let runs = cascade.observe_all(&image)?;
+                    if cost_images.len() < plan.cost_images {
+                        cost_images.push(image);
+                    }
+                    runs.first().map(|r| Observation {
+                        class: r.class,
+                        confidence: r.confidence,
+                        cost_ms: (r.preprocess + r.inference).as_secs_f64() * 1e3,
+                    })
+                }
+                Err(_) => None,
+            });
+            progress(Progress::Observing {
+                candidate: c,
+                candidates,
+                name: candidate.name.clone(),
+                done: i + 1,
+                total,
+            });
+        }
+        progress(Progress::Measuring {
+            candidate: c,
+            name: candidate.name.clone(),
+        });
+        let not_loaded = || Error::Internal(format!("{} is not loaded", candidate.name));
+        let stage = cascade.stage_mut_at(0).ok_or_else(not_loaded)?;
+        let meter: Option<&mut dyn EnergyMeter> = match &mut meter {
+            Some(m) => Some(&mut **m),
+            None => None,
+        };
+        let cost = measure_stage(stage, &cost_images, meter, &plan.cost)?;
+        let load_ms = stage
+            .model()
+            .ok_or_else(not_loaded)?
+            .load_time()
+            .as_secs_f64()
+            * 1e3;
+        let value = if energy {
+            cost.energy.as_ref().map_or(f64::NAN, |e| e.total_mj)
+        } else {
+            cost.latency.mean_ms
+        };
+        measured.push(Measured {
+            name: candidate.name.clone(),
+            candidate: candidate.clone(),
+            cost: value,
+            stage: ProfileStage {
+                model: candidate.spec.path.clone(),
+                input_size: candidate.spec.input_size,
+                sha256: sha256_file(&candidate.spec.path)?,
+                load_ms,
+                latency: cost.latency,
+                energy: cost.energy,
+            },
+        });
+        columns.push(column);
+    }
+    let observe_seconds = started.elapsed().as_secs_f64();
+
+    // Cheapest first: cascades run in cost order.
+    let mut order: Vec<usize> = (0..measured.len()).collect();
+    order.sort_by(|&a, &b| measured[a].cost.total_cmp(&measured[b].cost));
+    let measured: Vec<Measured> = order.iter().map(|&i| measured[i].clone()).collect();
+    let costs: Vec<f64> = measured.iter().map(|m| m.cost).collect();
+    let records: Vec<Option<Record>> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, &label)| {
+            let stages: Option<Vec<Observation>> = order
+                .iter()
+                .map(|&c| columns[c].get(i).copied().flatten())
+                .collect();
+            stages.map(|stages| Record { stages, label })
+        })
+        .collect();
+
+    // 2. Replay every cascade on the fitting images.
+    let (fit_idx, held_idx) = split(records.len(), plan.holdout)?;
+    let pick =
+        |idx: &[usize]| -> Vec<Record> { idx.iter().filter_map(|&i| records[i].clone()).collect() };
+    let (fit, held) = (pick(&fit_idx), pick(&held_idx));
+    if fit.is_empty() {
+        return Err(Error::Dataset {
+            path: plan.data.dir.clone(),
+            reason: "no image to fit on could be decoded".into(),
+        });
+    }
+    progress(Progress::Replaying {
+        cascades: cascades(costs.len(), plan.max_stages).len(),
+    });
+    let started = Instant::now();
+    let replay = replay::replay(&fit, reference, &costs, plan.max_stages)?;
+    let replay_seconds = started.elapsed().as_secs_f64();
+
+    // 3. The best for the target, checked (or certified) on the held-out images.
+    let best = match plan.target {
+        None => None,
+        Some(target) => {
+            let chosen = if plan.guarantee {
+                certify(
+                    &replay.front,
+                    &held,
+                    reference,
+                    &costs,
+                    target,
+                    plan.confidence,
+                )?
+            } else {
+                choose(&replay.front, target, &measured)?
+            };
+            let holdout = (!held.is_empty())
+                .then(|| held_out(&held, reference, &costs, &chosen, plan.confidence))
+                .transpose()?;
+            Some(Best {
+                names: chosen
+                    .stages
+                    .iter()
+                    .map(|&i| measured[i].name.clone())
+                    .collect(),
+                fit: chosen,
+                holdout,
+            })
+        }
+    };
+    Ok(Search {
+        unit: if energy { "mJ" } else { "ms" },
+        candidates: measured,
+        reference,
+        replay,
+        best,
+        records,
+        fit_indices: fit_idx,
+        fit_inputs: fit.len(),
+        holdout_inputs: held.len(),
+        observe_seconds,
+        replay_seconds,
+        plan_target: plan.target,
+        confidence: plan.confidence,
+        guarantee: plan.guarantee,
+        metric: plan.metric,
+        threads: plan.threads,
+        board: plan.board.as_ref().map(|b| b.name.clone()),
+        data: plan.data.dir.display().to_string(),
+    })
+}
+
+/// The front's best point for `target`, by the one rule of [`crate::tune::tradeoff`].
+fn choose(front: &[CascadePoint], target: Target, measured: &[Measured]) -> Result<CascadePoint> {
+    let best = match target {
+        Target::Budget(b) => most_accurate_within(front, b.value()).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "no cascade fits {target}: the cheapest candidate, {}, costs {:.3} {} per image",
+                measured[0].name,
+                measured[0].cost,
+                b.unit()
+            ))
+        })?,
+        Target::MinAccuracy(a) => cheapest_reaching(front, a).ok_or_else(|| {
+            let top = front.iter().map(|p| p.point.accuracy).fold(0.0, f64::max);
+            Error::InvalidArgument(format!(
+                "no cascade reaches {:.1}% accuracy; the best on these images is {:.1}%",
+                100.0 * a,
+                100.0 * top
+            ))
+        })?,
+    };
+    Ok(best.clone())
+}
+
+/// A front point's figures on the held-out images, with bounds at `confidence`.
+fn held_out(
+    held: &[Record],
+    reference: Reference,
+    costs: &[f64],
+    p: &CascadePoint,
+    confidence: Confidence,
+) -> Result<HeldOut> {
+    let records = project(held, &p.stages);
+    let stage_costs: Vec<f64> = p.stages.iter().map(|&i| costs[i]).collect();
+    let t = &p.point.thresholds;
+    Ok(HeldOut {
+        point: curve::point(&records, reference, &stage_costs, t),
+        measured_mean_ms: curve::measured_mean_cost(&records, t),
+        bounds: Some(Bounds::of(
+            &curve::tally(&records, reference, t),
+            &stage_costs,
+            confidence,
+        )?),
+    })
+}
+
+/// Learn-then-Test over the front (the order fixed by the fitting images: cheapest first
+/// for a budget, most accurate first for an accuracy target), certified on the held-out
+/// images; of the points that pass, the most accurate (budget) or cheapest (accuracy) on
+/// those images wins.
+fn certify(
+    front: &[CascadePoint],
+    held: &[Record],
+    reference: Reference,
+    costs: &[f64],
+    target: Target,
+    confidence: Confidence,
+) -> Result<CascadePoint> {
+    if held.is_empty() {
+        return Err(Error::InvalidArgument(
+            "a guarantee needs held-out images to test on: give --holdout above 0".into(),
+        ));
+    }
+    let mut order: Vec<usize> = (0..front.len()).collect();
+    if let Target::MinAccuracy(_) = target {
+        order.reverse(); // The front is cheapest (and least accurate) first.
+    }
+    let checked = |i: usize| held_out(held, reference, costs, &front[i], confidence);
+    let passed = fixed_sequence(
+        &order,
+        |i| {
+            checked(i)?
+                .bounds
+                .ok_or_else(|| Error::Internal("no bounds".into()))
+        },
+        target,
+    )?;
+    let on_held: Vec<(usize, CascadePoint)> = passed
+        .iter()
+        .map(|&i| {
+            checked(i).map(|h| {
+                (
+                    i,
+                    CascadePoint {
+                        stages: front[i].stages.clone(),
+                        point: h.point,
+                    },
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    let points: Vec<CascadePoint> = on_held.iter().map(|(_, p)| p.clone()).collect();
+    let best = match target {
+        Target::Budget(_) => most_accurate_within(&points, f64::INFINITY),
+        Target::MinAccuracy(_) => cheapest_reaching(&points, 0.0),
+    };
+    match best.and_then(|b| on_held.iter().find(|(_, p)| p == b)) {
+        Some((i, _)) => Ok(front[*i].clone()),
+        None => Err(Error::InvalidArgument(format!(
+            "no cascade is certain enough to meet {target} at {:.0}% confidence on {} held-out images (more images tighten the bounds)",
+            100.0 * confidence.get(),
+            held.len()
+        ))),
+    }
+}
+
+impl Search {
+    /// The best cascade's profile, ready for `--profile`: `None` when the best is one model
+    /// alone (run it with `--model`) or there is no target.
+    pub fn best_profile(&self) -> Result<Option<Profile>> {
+        let Some(best) = &self.best else {
+            return Ok(None);
+        };
+        if best.fit.stages.len() < 2 {
+            return Ok(None);
+        }
+        let target = self
+            .plan_target
+            .ok_or_else(|| Error::Internal("a best cascade without a target".into()))?;
+        // The profile's curve: this cascade's own threshold curve on the fitting images.
+        let fit_records: Vec<Record> = self
+            .fit_indices
+            .iter()
+            .filter_map(|&i| self.records[i].clone())
+            .collect();
+        let stage_costs: Vec<f64> = best
+            .fit
+            .stages
+            .iter()
+            .map(|&i| self.candidates[i].cost)
+            .collect();
+        let curve = curve::curve(
+            &project(&fit_records, &best.fit.stages),
+            self.reference,
+            &stage_costs,
+        )?;
+        Ok(Some(Profile {
+            created: now_rfc3339(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            board: self.board.clone(),
+            cpu: cpu_model(),
+            arch: std::env::consts::ARCH.to_string(),
+            threads: self.threads.get(),
+            metric: self.metric,
+            thresholds: best
+                .fit
+                .point
+                .thresholds
+                .iter()
+                .map(|&t| Threshold::new(t))
+                .collect::<Result<_>>()?,
+            stages: best
+                .fit
+                .stages
+                .iter()
+                .map(|&i| self.candidates[i].stage.clone())
+                .collect(),
+            calibration: FitReport {
+                data: self.data.clone(),
+                target,
+                margin: 0.0,
+                guarantee: self.guarantee,
+                reference: self.reference,
+                fit_inputs: self.fit_inputs,
+                holdout_inputs: self.holdout_inputs,
+                fit: best.fit.point.clone(),
+                holdout: best.holdout.clone(),
+            },
+            curve,
+        }))
+    }
+}
