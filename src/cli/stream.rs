@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cascade::input::{FrameSize, PixelFormat};
+use cascade::runtime::Workers;
 use cascade::stream::Input;
 use cascade::stream::{
     Answer, AnsweredBy, Event, Policy, Session, SessionConfig, StreamClassifier, Summary,
@@ -64,6 +65,11 @@ pub struct StreamArgs {
     /// CPU (the Pi 5's runs `vcgencmd` 20 times a second), so it is off by default.
     #[arg(long)]
     pub meter: bool,
+    /// Frames classified at once, each on its own thread running its own fork of the
+    /// cascade (the models' weights are shared); answers still come out in frame order
+    /// [default: one per big core; 1 = latency mode, every tract thread on one frame].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<Workers>,
     /// Print statistics on stderr this often (0: only at the end).
     #[arg(long, default_value = "5", value_name = "SECONDS", value_parser = parse_seconds)]
     pub stats_every: Duration,
@@ -101,8 +107,10 @@ pub fn run(args: StreamArgs) -> CliResult<ExitCode> {
         } else {
             Policy::NewestWins
         },
+        workers: args.workers.unwrap_or(Workers::ONE),
         live_energy: args.meter,
     };
+    log::info!("{} worker(s), one frame each", config.workers);
     let mut session = Session::start(cascade, &config, source)?;
     let stop = interrupt_flag();
     let report = log::max_level() >= log::LevelFilter::Warn;
@@ -118,8 +126,12 @@ pub fn run(args: StreamArgs) -> CliResult<ExitCode> {
         let event = match session.next(POLL) {
             Ok(event) => event,
             Err(e) => {
+                let summary = session.summary();
                 if report {
-                    eprint!("{}", summary_text(&session.summary(), session.classifier()));
+                    eprint!("{}", summary_text(&summary, session.classifier()));
+                }
+                if args.json {
+                    line(&summary_json(&summary).to_string())?;
                 }
                 return Err(e.into());
             }
@@ -174,6 +186,17 @@ pub fn run(args: StreamArgs) -> CliResult<ExitCode> {
         if let Some(live) = &finished.live_energy {
             eprint!("{}", live.text(&finished.summary));
         }
+    }
+    if args.json {
+        let mut v = summary_json(&finished.summary);
+        if let Some(live) = &finished.live_energy {
+            v["measured_energy"] = json!({
+                "meter": live.meter,
+                "joules": live.energy.joules,
+                "seconds": live.energy.seconds,
+            });
+        }
+        line(&v.to_string())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -234,6 +257,43 @@ fn answered_text(
         100.0 * d.top.first().map_or(0.0, |r| r.probability),
         d.compute_time().as_secs_f64() * 1e3,
     )
+}
+
+/// The final statistics as the last line of `--json` output, told from the frames' lines by
+/// its status: throughput (frames per second) and latency percentiles for scripts.
+fn summary_json(s: &Summary) -> serde_json::Value {
+    let mut v = json!({
+        "status": "summary",
+        "elapsed_s": s.elapsed.as_secs_f64(),
+        "workers": s.workers,
+        "frames_in": s.frames_in,
+        "classified": s.classified,
+        "dropped": s.dropped,
+        "skipped": s.skipped,
+        "failed": s.failed,
+        "unfinished": s.unfinished,
+        "cut_short": s.cut_short,
+        "over_memory": s.over_memory,
+        "input_fps": s.input_fps,
+        "fps": s.fps,
+        "exit_shares": s.exit_shares,
+        "latency_ms": {"mean": s.mean_ms, "p50": s.p50_ms, "p95": s.p95_ms},
+        "age_ms": {"mean": s.mean_age_ms, "p50": s.p50_age_ms, "p95": s.p95_age_ms},
+    });
+    if let Some(e) = s.mean_energy_mj {
+        v["mean_energy_mj"] = e.into();
+    }
+    if let Some(b) = s.budget {
+        v["budget"] = json!({
+            "unit": b.budget.unit(),
+            "limit": b.budget.value(),
+            "running_mean": b.running_mean,
+            "recent_mean": b.recent_mean,
+            "threshold": b.threshold,
+            "frames": b.frames,
+        });
+    }
+    v
 }
 
 /// The statistics block printed on stderr every few seconds.

@@ -37,6 +37,14 @@ impl Workers {
     }
 }
 
+/// One worker (latency mode): what a library caller gets unless it asks for more. The
+/// command line's default is [`settle`]'s, one per big core.
+impl Default for Workers {
+    fn default() -> Workers {
+        Workers::ONE
+    }
+}
+
 impl std::str::FromStr for Workers {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {

@@ -2,24 +2,28 @@
 //! cost budget.
 //!
 //! ```text
-//! source (reader thread) -> queue (newest frame wins) -> classifier -> Event
+//! source (reader thread) -> queue (newest frame wins) -> classifier x N workers -> Event
 //!                                                          |-- deadline: answer early
 //!                                                          `-- controller: move threshold
+//!                                                              (one, shared by the workers)
 //! ```
 //!
 //! - [`Input`] opens a [`FrameSource`]: frames from a byte stream (raw formats, or MJPEG
 //!   cut at JPEG boundaries) or a V4L2 camera (feature `v4l`); a reader thread pulls them;
-//! - the queue between the reader and the classifier holds one frame ([`Policy`]);
+//! - the queue between the reader and the workers holds one frame ([`Policy`]);
 //! - [`StreamClassifier`]: one frame's bytes to one [`Answer`], with the two real-time
-//!   policies, the per-frame [`Deadline`] and the [`BudgetController`];
+//!   policies, the per-frame [`Deadline`] and the [`BudgetController`]; each worker runs a
+//!   fork of it (shared weights and controller, its own buffers);
 //! - [`Session`]: the whole stream, started from a [`SessionConfig`] and pulled one
-//!   [`Event`] at a time, with running statistics ([`Summary`]).
+//!   [`Event`] at a time, in input order however many workers classify, with running
+//!   statistics ([`Summary`]).
 
 #[cfg(any(test, all(feature = "v4l", target_os = "linux")))]
 pub(crate) mod capture;
 mod classifier;
 mod controller;
 mod deadline;
+mod feed;
 mod open;
 pub(crate) mod queue;
 pub(crate) mod reader;

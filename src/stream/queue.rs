@@ -104,13 +104,8 @@ pub struct FrameQueue {
 }
 
 impl FrameQueue {
-    /// A queue for one thread taking frames.
-    pub fn new(policy: Policy) -> FrameQueue {
-        FrameQueue::with_consumers(policy, 1)
-    }
-
     /// A queue for `consumers` threads taking frames (the workers classifying them).
-    pub fn with_consumers(policy: Policy, consumers: usize) -> FrameQueue {
+    pub fn new(policy: Policy, consumers: usize) -> FrameQueue {
         FrameQueue {
             policy,
             pool: consumers.max(1) + POOL_BEYOND_CONSUMERS,
@@ -216,6 +211,11 @@ impl FrameQueue {
         self.lock().shut_down
     }
 
+    /// Whether the reader has finished (end of input or a read error).
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Waits up to `wait` for a frame. Notes gathered since the last call are appended to
     /// `notes` whatever is returned (they all precede any frame still to come). After
     /// [`FrameQueue::shut_down`] there is no frame to come: [`Take::Closed`].
@@ -282,7 +282,7 @@ mod tests {
     #[test]
     fn slow_consumer_gets_the_newest_and_drops_are_counted() {
         const N: u64 = 200;
-        let q = Arc::new(FrameQueue::new(Policy::NewestWins));
+        let q = Arc::new(FrameQueue::new(Policy::NewestWins, 1));
         let producer = {
             let q = Arc::clone(&q);
             thread::spawn(move || {
@@ -333,7 +333,7 @@ mod tests {
     #[test]
     fn blocking_policy_loses_nothing() {
         const N: u64 = 50;
-        let q = Arc::new(FrameQueue::new(Policy::Block));
+        let q = Arc::new(FrameQueue::new(Policy::Block, 1));
         let producer = {
             let q = Arc::clone(&q);
             thread::spawn(move || {
@@ -364,7 +364,7 @@ mod tests {
 
     #[test]
     fn shutting_down_releases_a_blocked_reader() {
-        let q = Arc::new(FrameQueue::new(Policy::Block));
+        let q = Arc::new(FrameQueue::new(Policy::Block, 1));
         assert!(q.put(frame(&q, 0)));
         let reader = {
             let q = Arc::clone(&q);
@@ -378,7 +378,7 @@ mod tests {
     #[test]
     fn a_drop_is_noted_before_input_skipped_after_the_dropped_frame() {
         // Frame 0 waits; input 1 is skipped; frame 2 replaces frame 0.
-        let q = FrameQueue::new(Policy::NewestWins);
+        let q = FrameQueue::new(Policy::NewestWins, 1);
         assert!(q.put(frame(&q, 0)));
         q.note_skipped(1, "corrupt".into());
         assert!(q.put(frame(&q, 2)));
@@ -390,7 +390,7 @@ mod tests {
 
     #[test]
     fn shutting_down_ends_a_waiting_consumer() {
-        let q = Arc::new(FrameQueue::with_consumers(Policy::NewestWins, 2));
+        let q = Arc::new(FrameQueue::new(Policy::NewestWins, 2));
         let consumer = {
             let q = Arc::clone(&q);
             thread::spawn(move || q.take(Duration::from_secs(600), &mut Vec::new()))
@@ -401,7 +401,7 @@ mod tests {
 
     #[test]
     fn skipped_input_is_noted_in_order_and_the_end_is_seen_after_the_last_frame() {
-        let q = FrameQueue::new(Policy::NewestWins);
+        let q = FrameQueue::new(Policy::NewestWins, 1);
         q.note_skipped(0, "corrupt".into());
         assert!(q.put(frame(&q, 1)));
         q.close(None);

@@ -8,7 +8,7 @@ impl Summary {
     pub fn text(&self, with_deadline: bool) -> String {
         let s = self;
         let mut out = format!(
-            "stream: {:.1} s, {} frames in ({:.1} fps), {} classified ({:.1} fps), {} dropped, {} skipped\n",
+            "stream: {:.1} s, {} frames in ({:.1} fps), {} classified ({:.1} fps), {} dropped, {} skipped",
             s.elapsed.as_secs_f64(),
             s.frames_in,
             s.input_fps,
@@ -17,6 +17,13 @@ impl Summary {
             s.dropped,
             s.skipped
         );
+        if s.failed > 0 {
+            out += &format!(", {} failed", s.failed);
+        }
+        if s.unfinished > 0 {
+            out += &format!(", {} unfinished", s.unfinished);
+        }
+        out.push('\n');
         if s.classified == 0 {
             return out;
         }
@@ -39,9 +46,13 @@ impl Summary {
             }
             out.push('\n');
         }
+        let workers = match s.workers {
+            1 => "1 worker".to_string(),
+            n => format!("{n} workers"),
+        };
         out += &format!(
-            "  latency: mean {:.1} ms, p95 {:.1} ms; arrival to answer: mean {:.1} ms, p95 {:.1} ms\n",
-            s.mean_ms, s.p95_ms, s.mean_age_ms, s.p95_age_ms
+            "  latency ({workers}): mean {:.1} ms, p50 {:.1} ms, p95 {:.1} ms; arrival to answer: mean {:.1} ms, p50 {:.1} ms, p95 {:.1} ms\n",
+            s.mean_ms, s.p50_ms, s.p95_ms, s.mean_age_ms, s.p50_age_ms, s.p95_age_ms
         );
         if let Some(b) = s.budget {
             let (limit, unit) = (b.budget.value(), b.budget.unit());

@@ -1,11 +1,23 @@
-//! A stream session: the reader thread, the newest-frame queue and the classifier, driven
-//! by the caller one [`Event`] at a time, set up in one call from a [`SessionConfig`].
+//! A stream session: the reader thread, the newest-frame queue and the workers classifying
+//! frames, driven by the caller one [`Event`] at a time, set up in one call from a
+//! [`SessionConfig`].
 //!
 //! Pulling events (rather than taking callbacks) leaves the caller in charge of the loop:
 //! it can print each frame, report statistics every few seconds, and stop on Ctrl-C or a
 //! closed output, while the library decides everything about frames.
+//!
+//! ```text
+//! reader thread -> queue -> Feed -> run_in_order (N workers) -> channel -> Session::next
+//!                                   `- on the session's dispatch thread
+//! ```
+//!
+//! The frames are classified on a thread of the session's own, through the same
+//! [`run_in_order`] that `classify --workers` and `eval --workers` use: with one worker
+//! (latency mode) that thread classifies every frame itself, with `N` it runs `N` forks of
+//! the classifier, one frame each. Either way each frame's fate (classified, dropped,
+//! skipped or failed) reaches the caller in input order.
 
-use std::collections::VecDeque;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -13,8 +25,9 @@ use std::time::{Duration, Instant};
 use crate::energy::{detect_system, Background, Energy};
 use crate::error::{Error, Result};
 use crate::input::FrameFormat;
-use crate::runtime::Cascade;
-use crate::stream::queue::{Frame, FrameQueue, Note, Policy, Take};
+use crate::runtime::{run_in_order, Cascade, Fork, Workers};
+use crate::stream::feed::{Feed, Item};
+use crate::stream::queue::{FrameQueue, Note, Policy};
 use crate::stream::reader;
 use crate::stream::stats::StreamStats;
 use crate::stream::BudgetController;
@@ -37,6 +50,10 @@ pub struct SessionConfig {
     /// Keep the running mean cost per frame within this budget by moving the threshold.
     pub budget: Option<Budget>,
     pub policy: Policy,
+    /// Frames classified at once, each on its own thread running a fork of the cascade
+    /// (shared weights). One (the default) is latency mode: one frame at a time, with all
+    /// of tract's threads.
+    pub workers: Workers,
     /// Read this machine's energy meter over the whole session (off by default: a
     /// sampling meter takes some CPU).
     pub live_energy: bool,
@@ -146,7 +163,7 @@ pub enum Event {
         arrival: Duration,
         answer: Box<Answer>,
     },
-    /// A frame was replaced by a newer one before the cascade was free for it.
+    /// A frame was replaced by a newer one before a worker was free for it.
     Dropped { index: u64, arrival: Duration },
     /// Input that was not a usable frame (already logged as a warning).
     Skipped { index: u64, reason: String },
@@ -166,83 +183,149 @@ pub struct BudgetReport {
     pub recent_mean: f64,
     /// The threshold the next frame will use.
     pub threshold: f32,
+    /// Frames whose cost the controller has taken: every classified frame, whichever
+    /// worker classified it (one controller steers them all).
+    pub frames: u64,
 }
 
-/// The stream so far.
+/// The stream so far. Each frame read is, once reported, exactly one of classified,
+/// dropped, skipped or failed; until then it is unfinished.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     pub elapsed: Duration,
+    /// Frames classified at once.
+    pub workers: usize,
     /// Frames read, plus input skipped as not a frame.
     pub frames_in: u64,
     pub classified: u64,
     pub dropped: u64,
     /// Corrupt or truncated frames.
     pub skipped: u64,
+    /// Frames whose classification failed (the error that ended the stream).
+    pub failed: u64,
+    /// Frames read but not reported: waiting or being classified, or, once the stream has
+    /// ended early (an error, a stop), never to be.
+    pub unfinished: u64,
     /// Frames answered early to keep their deadline.
     pub cut_short: u64,
     /// Frames answered early because the next stage does not fit the memory budget.
     pub over_memory: u64,
     pub input_fps: f64,
-    /// Classified frames per second.
+    /// Classified frames per second: the stream's throughput.
     pub fps: f64,
     /// Share of answers from each stage.
     pub exit_shares: Vec<f64>,
     /// Compute time per classified frame.
     pub mean_ms: f64,
+    pub p50_ms: f64,
     pub p95_ms: f64,
     /// Arrival to answer, per classified frame.
     pub mean_age_ms: f64,
+    pub p50_age_ms: f64,
     pub p95_age_ms: f64,
     pub mean_energy_mj: Option<f64>,
     pub budget: Option<BudgetReport>,
 }
+
+/// What the dispatch thread hands the session, in input order.
+#[derive(Debug)]
+enum Message {
+    Frame {
+        index: u64,
+        arrival: Instant,
+        outcome: FrameOutcome,
+    },
+    Note(Note),
+    /// The cascade failed on this frame: the stream ends here.
+    Failed {
+        index: u64,
+        error: Error,
+    },
+    /// The input failed after every frame before: the stream ends here.
+    ReadFailed(Error),
+    /// The workers could not start.
+    Error(Error),
+    /// Every frame has been reported.
+    End,
+}
+
+/// Messages waiting for the caller, per worker: enough to keep the workers busy while the
+/// caller prints, few enough that a caller that stops reading stops the workers soon (and
+/// frames are then dropped at the queue, as a camera needs).
+const MESSAGES_PER_WORKER: usize = 2;
 
 /// A stream being classified.
 #[derive(Debug)]
 pub struct Session {
     queue: Arc<FrameQueue>,
     reader: Option<JoinHandle<()>>,
+    dispatch: Option<JoinHandle<()>>,
+    messages: Option<Receiver<Message>>,
+    /// A fork of the classifier the workers run, which never classifies: it describes the
+    /// cascade (stages, labels, deadline) and reads the shared budget controller. A fork
+    /// rather than the original, so that it holds no handle on a later stage that the
+    /// workers may release.
     classifier: StreamClassifier,
+    workers: Workers,
     stats: StreamStats,
-    /// Notes from the queue not yet reported, in input order.
-    notes: VecDeque<Note>,
-    scratch: Vec<Note>,
-    /// A frame taken from the queue, reported after the notes that precede it.
-    held: Option<Frame>,
     start: Instant,
-    closed: bool,
+    /// The end, or an error, has been reported.
+    ended: bool,
     /// This machine's energy meter, read over the whole session.
     live: Option<Background>,
 }
 
 impl Session {
-    /// Starts reading `source` on its own thread into `classifier`. Under
-    /// [`Policy::NewestWins`] frames that come faster than the cascade finishes them are
-    /// dropped, the newest kept.
+    /// Starts reading `source` on its own thread and classifying its frames with
+    /// `classifier`, `workers` frames at once (forks of it; see [`StreamClassifier`]).
+    /// Under [`Policy::NewestWins`] a frame that arrives while every worker is busy waits
+    /// in the queue's one slot, and is dropped if a newer one comes first.
     pub fn with_classifier(
         source: Box<dyn FrameSource>,
         classifier: StreamClassifier,
         policy: Policy,
+        workers: Workers,
     ) -> Result<Session> {
-        let queue = Arc::new(FrameQueue::new(policy));
+        let view = classifier.fork()?;
+        let queue = Arc::new(FrameQueue::new(policy, workers.get()));
         let start = Instant::now();
-        let reader = reader::spawn(source, Arc::clone(&queue))?;
+        let (sender, messages) = mpsc::sync_channel(MESSAGES_PER_WORKER * workers.get());
+        let dispatch = {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name("stream-dispatch".into())
+                .spawn(move || dispatch(classifier, workers, queue, sender))
+                .map_err(|source| Error::Thread {
+                    what: "stream dispatch",
+                    source,
+                })?
+        };
+        let reader = reader::spawn(source, Arc::clone(&queue));
+        let reader = match reader {
+            Ok(reader) => reader,
+            Err(e) => {
+                // The dispatch thread's feed ends with the queue.
+                queue.shut_down();
+                return Err(e);
+            }
+        };
         Ok(Session {
             queue,
             reader: Some(reader),
-            classifier,
+            dispatch: Some(dispatch),
+            messages: Some(messages),
+            classifier: view,
+            workers,
             stats: StreamStats::default(),
-            notes: VecDeque::new(),
-            scratch: Vec::new(),
-            held: None,
             start,
-            closed: false,
+            ended: false,
             live: None,
         })
     }
 
     /// Starts classifying `source` with `cascade` as `config` says: the profile's measured
-    /// stage costs wired into the deadline, the per-frame energy and the budget controller.
+    /// stage costs wired into the deadline, the per-frame energy and the budget controller,
+    /// on `config.workers` workers.
     pub fn start(
         cascade: Cascade,
         config: &SessionConfig,
@@ -250,55 +333,75 @@ impl Session {
     ) -> Result<Session> {
         let format = source.format();
         let classifier = config.classifier(cascade, format)?;
-        let mut session = Session::with_classifier(source, classifier, config.policy)?;
+        let mut session =
+            Session::with_classifier(source, classifier, config.policy, config.workers)?;
         if config.live_energy {
             session.live = live_meter();
         }
         Ok(session)
     }
 
+    /// The classifier the workers run, for its description (cascade, labels, deadline)
+    /// and its budget controller; it classifies nothing itself.
     pub fn classifier(&self) -> &StreamClassifier {
         &self.classifier
     }
 
-    /// The next event, waiting up to `wait` for input. An error is either a failure of the
-    /// cascade or a failed read of the input (reported after every frame read before it).
+    pub fn workers(&self) -> Workers {
+        self.workers
+    }
+
+    /// The next event, waiting up to `wait` for one. An error is either a failure of the
+    /// cascade on a frame or a failed read of the input, reported after every frame read
+    /// before it; the stream ends there.
     pub fn next(&mut self, wait: Duration) -> Result<Event> {
-        loop {
-            let note_first = match (self.notes.front(), &self.held) {
-                (Some(n), Some(f)) => n.index() < f.index,
-                (Some(_), None) => true,
-                (None, _) => false,
-            };
-            if note_first {
-                if let Some(note) = self.notes.pop_front() {
-                    return Ok(self.note_event(note));
-                }
+        if self.ended {
+            return Ok(Event::End);
+        }
+        let Some(messages) = &self.messages else {
+            return Ok(Event::End);
+        };
+        let message = match messages.recv_timeout(wait) {
+            Ok(message) => message,
+            Err(RecvTimeoutError::Timeout) => return Ok(Event::Idle),
+            Err(RecvTimeoutError::Disconnected) => {
+                self.ended = true;
+                return Err(Error::Internal(
+                    "the stream's workers stopped without a word (a panic)".into(),
+                ));
             }
-            if let Some(frame) = self.held.take() {
-                return self.classify(frame);
+        };
+        match message {
+            Message::Frame {
+                index,
+                arrival,
+                outcome,
+            } => Ok(self.classified(index, arrival, outcome)),
+            Message::Note(note) => Ok(self.note_event(note)),
+            Message::Failed { index, error } => {
+                self.ended = true;
+                self.stats.failed += 1;
+                log::debug!("frame {index} failed: {error}");
+                Err(error)
             }
-            if self.closed {
-                if let Some(e) = self.queue.take_failure() {
-                    return Err(e);
-                }
-                return Ok(Event::End);
+            Message::ReadFailed(error) | Message::Error(error) => {
+                self.ended = true;
+                Err(error)
             }
-            match self.queue.take(wait, &mut self.scratch) {
-                Take::Frame(f) => self.held = Some(f),
-                Take::Idle if self.scratch.is_empty() => return Ok(Event::Idle),
-                Take::Idle => {}
-                Take::Closed => {
-                    self.closed = true;
-                    if let Some(handle) = self.reader.take() {
-                        // The reader has closed the queue and returns right after.
-                        if handle.join().is_err() {
-                            log::error!("the frame reader thread panicked");
-                        }
+            Message::End => {
+                self.ended = true;
+                // The dispatch thread sent its last message and returns. The reader has
+                // returned too if it closed the queue, not if the stream was stopped while
+                // it waits for input (it is then left to end with the process).
+                let reader = self.reader.take_if(|_| self.queue.is_closed());
+                for (what, handle) in [("frame reader", reader), ("dispatch", self.dispatch.take())]
+                {
+                    if handle.is_some_and(|h| h.join().is_err()) {
+                        log::error!("the stream's {what} thread panicked");
                     }
                 }
+                Ok(Event::End)
             }
-            self.notes.extend(self.scratch.drain(..));
         }
     }
 
@@ -308,22 +411,24 @@ impl Session {
 
     fn note_event(&mut self, note: Note) -> Event {
         match note {
-            Note::Dropped { index, arrival } => Event::Dropped {
-                index,
-                arrival: self.since_start(arrival),
-            },
+            Note::Dropped { index, arrival } => {
+                self.stats.dropped += 1;
+                Event::Dropped {
+                    index,
+                    arrival: self.since_start(arrival),
+                }
+            }
             Note::Skipped { index, reason } => {
+                self.stats.skipped += 1;
                 log::warn!("frame {index} skipped: {reason}");
                 Event::Skipped { index, reason }
             }
         }
     }
 
-    fn classify(&mut self, frame: Frame) -> Result<Event> {
-        let outcome = self.classifier.classify(&frame.data, frame.arrival);
-        let (index, arrival) = (frame.index, self.since_start(frame.arrival));
-        self.queue.recycle(frame.data);
-        match outcome? {
+    fn classified(&mut self, index: u64, arrival: Instant, outcome: FrameOutcome) -> Event {
+        let arrival = self.since_start(arrival);
+        match outcome {
             FrameOutcome::Answered(answer) => {
                 let d = &answer.decision;
                 self.stats.record(
@@ -333,16 +438,16 @@ impl Session {
                     answer.age,
                     answer.energy_mj,
                 );
-                Ok(Event::Answered {
+                Event::Answered {
                     index,
                     arrival,
                     answer,
-                })
+                }
             }
             FrameOutcome::Unreadable(reason) => {
                 self.stats.unreadable += 1;
                 log::warn!("frame {index} skipped: {reason}");
-                Ok(Event::Skipped { index, reason })
+                Event::Skipped { index, reason }
             }
         }
     }
@@ -351,22 +456,29 @@ impl Session {
     pub fn summary(&self) -> Summary {
         let elapsed = self.start.elapsed();
         let secs = elapsed.as_secs_f64().max(1e-9);
-        let counts = self.queue.counts();
+        let frames_in = self.queue.counts().frames_in;
         let s = &self.stats;
+        let skipped = s.skipped + s.unreadable;
+        let reported = s.classified + s.dropped + skipped + s.failed;
         Summary {
             elapsed,
-            frames_in: counts.frames_in,
+            workers: self.workers.get(),
+            frames_in,
             classified: s.classified,
-            dropped: counts.dropped,
-            skipped: counts.skipped + s.unreadable,
+            dropped: s.dropped,
+            skipped,
+            failed: s.failed,
+            unfinished: frames_in.saturating_sub(reported),
             cut_short: s.cut_short,
             over_memory: s.over_memory,
-            input_fps: counts.frames_in as f64 / secs,
+            input_fps: frames_in as f64 / secs,
             fps: s.classified as f64 / secs,
             exit_shares: s.exit_shares(self.classifier.cascade().stages().len()),
             mean_ms: s.compute.mean_ms(),
+            p50_ms: s.compute.percentile_ms(50.0),
             p95_ms: s.compute.percentile_ms(95.0),
             mean_age_ms: s.age.mean_ms(),
+            p50_age_ms: s.age.percentile_ms(50.0),
             p95_age_ms: s.age.percentile_ms(95.0),
             mean_energy_mj: s.mean_energy_mj(),
             budget: self.classifier.controller().map(|c| BudgetReport {
@@ -374,18 +486,21 @@ impl Session {
                 running_mean: c.running_mean(),
                 recent_mean: c.recent_mean(),
                 threshold: c.threshold(),
+                frames: c.frames(),
             }),
         }
     }
 
-    /// Stops reading. A reader blocked on its input is left to end with the process.
+    /// Stops reading; frames being classified are still reported, then the end. A reader
+    /// blocked on its input is left to end with the process.
     pub fn stop(&mut self) {
         self.queue.shut_down();
     }
 
     /// Ends the session: the final statistics, and the energy the live meter measured over
     /// the whole session (idle power included) when [`SessionConfig::live_energy`] found
-    /// one.
+    /// one. Waits for the frames being classified (their answers are not reported), so
+    /// that the workers and their models are gone when it returns.
     pub fn finish(mut self) -> Finished {
         self.queue.shut_down();
         let summary = self.summary();
@@ -399,6 +514,13 @@ impl Session {
                 }
             }
         });
+        // Hanging up lets a dispatch thread waiting to send a message see the end.
+        drop(self.messages.take());
+        if let Some(handle) = self.dispatch.take() {
+            if handle.join().is_err() {
+                log::error!("the stream's dispatch thread panicked");
+            }
+        }
         Finished {
             summary,
             live_energy,
@@ -408,6 +530,72 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        // The workers end after the frame each holds; nothing waits for them here.
         self.queue.shut_down();
     }
+}
+
+/// The dispatch thread: the queue's frames and notes through `workers` forks of
+/// `classifier`, each frame's fate sent on in input order. A frame the cascade fails on
+/// shuts the queue down at once (the stream ends with it): frames before it still finish
+/// and are reported first; frames after it are not reported.
+fn dispatch(
+    mut classifier: StreamClassifier,
+    workers: Workers,
+    queue: Arc<FrameQueue>,
+    sender: SyncSender<Message>,
+) {
+    let feed = Feed::new(Arc::clone(&queue));
+    let mut ended = false;
+    let run = run_in_order(
+        &mut classifier,
+        workers,
+        feed,
+        |classifier, item| {
+            Ok(match item {
+                Item::Frame(frame) => {
+                    let outcome = classifier.classify(&frame.data, frame.arrival);
+                    queue.recycle(frame.data);
+                    match outcome {
+                        Ok(outcome) => Message::Frame {
+                            index: frame.index,
+                            arrival: frame.arrival,
+                            outcome,
+                        },
+                        Err(error) => {
+                            queue.shut_down();
+                            Message::Failed {
+                                index: frame.index,
+                                error,
+                            }
+                        }
+                    }
+                }
+                Item::Note(note) => Message::Note(note),
+                Item::ReadFailed(error) => Message::ReadFailed(error),
+            })
+        },
+        |_, message| {
+            let last = matches!(message, Message::Failed { .. } | Message::ReadFailed(_));
+            if sender.send(message).is_err() {
+                // The session has gone; stop the workers (the error is not reported).
+                queue.shut_down();
+                return Err(Error::Internal("the stream session has ended".into()));
+            }
+            if last {
+                ended = true;
+                // Nothing after this frame is reported: the run stops here.
+                return Err(Error::Internal("the stream has ended".into()));
+            }
+            Ok(())
+        },
+    );
+    if ended {
+        return;
+    }
+    // Sent to a session that may have gone: nothing more to do either way.
+    let _ = sender.send(match run {
+        Ok(()) => Message::End,
+        Err(e) => Message::Error(e),
+    });
 }

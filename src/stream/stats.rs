@@ -73,10 +73,16 @@ impl Histogram {
     }
 }
 
-/// What the classifier side of a stream has counted.
+/// What the session has reported, frame by frame, in input order.
 #[derive(Debug, Clone, Default)]
 pub struct StreamStats {
     pub classified: u64,
+    /// Frames replaced in the queue by a newer one.
+    pub dropped: u64,
+    /// Input the reader could not cut into a frame.
+    pub skipped: u64,
+    /// Frames the cascade failed on.
+    pub failed: u64,
     /// Frames that reached the classifier but could not be converted (corrupt JPEG).
     pub unreadable: u64,
     /// Frames answered early because deferring would have missed the deadline.

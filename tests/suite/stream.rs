@@ -31,15 +31,34 @@ fn photos() -> Vec<PathBuf> {
     .collect()
 }
 
+/// The JSON lines of a successful run (for `stream --json`, the frames' lines: the summary
+/// line that ends them is checked to be there, last, and left out), and its stderr.
 fn ok(out: &Output) -> (Vec<Value>, String) {
+    let (lines, summary, stderr) = ok_with_summary(out);
+    if let Some(summary) = summary {
+        assert_eq!(summary["status"], "summary");
+    }
+    (lines, stderr)
+}
+
+/// [`ok`], with the summary line of `stream --json` apart.
+fn ok_with_summary(out: &Output) -> (Vec<Value>, Option<Value>, String) {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let lines = String::from_utf8_lossy(&out.stdout)
+    let mut lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    (lines, stderr)
+    let summary = lines.last().filter(|v| v["status"] == "summary").cloned();
+    if summary.is_some() {
+        lines.pop();
+    }
+    assert!(
+        lines.iter().all(|v| v["status"] != "summary"),
+        "the summary is the last line"
+    );
+    (lines, summary, stderr)
 }
 
 fn with_status<'a>(lines: &'a [Value], status: &str) -> Vec<&'a Value> {
@@ -614,4 +633,277 @@ fn meter_reports_the_machine_meter_or_that_there_is_none() {
         stderr.contains("has no readable energy meter") || stderr.contains("energy measured by"),
         "{stderr}"
     );
+}
+
+// Throughput mode: several frames classified at once, on forks of the cascade.
+
+/// `count` of the repository's photos, back to back as an MJPEG stream.
+fn mjpeg_of_samples(dir: &Path, count: usize) -> PathBuf {
+    let bytes: Vec<u8> = common::sample_set(count)
+        .samples
+        .iter()
+        .flat_map(|s| std::fs::read(&s.path).unwrap())
+        .collect();
+    let file = dir.join(format!("samples-{count}.mjpeg"));
+    std::fs::write(&file, bytes).unwrap();
+    file
+}
+
+/// Frame index, class, exit stage and confidence of each classified line.
+fn decisions(lines: &[Value]) -> Vec<(u64, u64, u64, f64)> {
+    with_status(lines, "classified")
+        .iter()
+        .map(|v| {
+            (
+                v["frame"].as_u64().unwrap(),
+                v["class"].as_u64().unwrap(),
+                v["exit_stage"].as_u64().unwrap(),
+                v["confidence"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn workers_give_one_workers_answers_in_frame_order() {
+    // A file read at its own pace (--no-drop): nothing is dropped, so every frame must get
+    // the answer one worker gives it, and the lines must come in frame order.
+    let dir = tempfile::tempdir().unwrap();
+    let input = mjpeg_of_samples(dir.path(), 12);
+    let stages = cascade_args();
+    let mut alone = Vec::new();
+    for n in ["1", "2", "3"] {
+        let mut args = vec!["stream", "--workers", n, "--pix-fmt", "mjpeg", "--no-drop"];
+        args.extend(["--json", "--input", p(&input)]);
+        args.extend(stages.iter().map(String::as_str));
+        let (lines, summary, stderr) = ok_with_summary(&cascade(&args));
+        let order: Vec<u64> = lines.iter().map(|v| v["frame"].as_u64().unwrap()).collect();
+        assert_eq!(order, (0..12).collect::<Vec<_>>(), "{n} workers: {stderr}");
+        let got = decisions(&lines);
+        assert_eq!(got.len(), 12, "{n} workers: {stderr}");
+        if alone.is_empty() {
+            alone = got;
+            assert!(
+                alone.iter().any(|d| d.2 == 1) && alone.iter().any(|d| d.2 == 0),
+                "both stages answer some frames: {alone:?}"
+            );
+        } else {
+            for (a, b) in alone.iter().zip(&got) {
+                assert_eq!((a.0, a.1, a.2), (b.0, b.1, b.2), "{n} workers");
+                assert!((a.3 - b.3).abs() < 1e-6, "{n} workers: {a:?} vs {b:?}");
+            }
+        }
+        let summary = summary.expect("a summary line");
+        assert_eq!(summary["workers"], n.parse::<u64>().unwrap());
+        assert_eq!(summary["frames_in"], 12);
+        assert_eq!(summary["classified"], 12);
+        assert_eq!(summary["unfinished"], 0);
+        assert!(summary["fps"].as_f64().unwrap() > 0.0);
+        let latency = &summary["latency_ms"];
+        assert!(latency["p50"].as_f64().unwrap() <= latency["p95"].as_f64().unwrap());
+        let mode = match n {
+            "1" => "1 worker".to_string(),
+            _ => format!("{n} workers"),
+        };
+        let line = format!("latency ({mode}): mean");
+        assert!(stderr.contains(&line), "{line:?} in {stderr}");
+        assert!(stderr.contains("p50"), "{stderr}");
+    }
+}
+
+#[test]
+fn every_frame_is_counted_once_across_workers() {
+    // A burst read in an instant, newest frame winning, two corrupt frames among them:
+    // however many are dropped (it depends on the machine), each frame has exactly one
+    // line, in frame order, and the counts add up to the frames read.
+    let dir = tempfile::tempdir().unwrap();
+    let tench = std::fs::read(image("n01440764_tench.JPEG")).unwrap();
+    let bogus = [0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x00, 0x00, 0xFF, 0xD9];
+    let mut bytes = Vec::new();
+    for i in 0..42 {
+        bytes.extend_from_slice(if i == 10 || i == 25 {
+            &bogus[..]
+        } else {
+            &tench
+        });
+    }
+    let file = dir.path().join("burst.mjpeg");
+    std::fs::write(&file, bytes).unwrap();
+    let (lines, summary, stderr) = ok_with_summary(&cascade(&[
+        "stream",
+        "--workers",
+        "2",
+        "--pix-fmt",
+        "mjpeg",
+        "--input",
+        p(&file),
+        "--json",
+        "--model",
+        &model("efficientnet-lite0"),
+    ]));
+    let order: Vec<u64> = lines.iter().map(|v| v["frame"].as_u64().unwrap()).collect();
+    assert_eq!(order, (0..42).collect::<Vec<_>>(), "{stderr}");
+    let count = |status| with_status(&lines, status).len() as u64;
+    let summary = summary.expect("a summary line");
+    assert_eq!(summary["frames_in"], 42);
+    assert_eq!(summary["classified"], count("classified"));
+    assert_eq!(summary["dropped"], count("dropped"));
+    // The corrupt frames are cut like any other, so they may be dropped before a worker
+    // finds them corrupt.
+    assert_eq!(summary["skipped"], count("skipped"));
+    assert!(count("skipped") <= 2);
+    assert_eq!(summary["failed"], 0);
+    assert_eq!(summary["unfinished"], 0);
+    assert_eq!(
+        count("classified") + count("dropped") + count("skipped"),
+        42
+    );
+    assert_eq!(summary_count(&stderr, "dropped"), count("dropped"));
+    // The last frame is never dropped.
+    assert_eq!(lines[41]["status"], "classified");
+}
+
+#[test]
+fn one_budget_controller_steers_every_worker() {
+    use cascade::stream::{from_reader, Answer, Event, Policy, Session, SessionConfig};
+    use cascade::tune::{Budget, Profile};
+    let dir = tempfile::tempdir().unwrap();
+    let prof = Profile::load(&profile(dir.path(), 0.5, true)).unwrap();
+    let bytes = std::fs::read(mjpeg_of_samples(dir.path(), 9)).unwrap();
+    let source = from_reader(
+        Box::new(std::io::Cursor::new(bytes)),
+        Path::new("memory"),
+        cascade::input::FrameFormat::mjpeg(),
+    )
+    .unwrap();
+    let config = SessionConfig {
+        budget: Some(Budget::energy_mj(250.0).unwrap()),
+        profile: Some(prof.clone()),
+        policy: Policy::Block,
+        workers: cascade::runtime::Workers::new(3).unwrap(),
+        ..SessionConfig::default()
+    };
+    let mut session = Session::start(prof.builder().build().unwrap(), &config, source).unwrap();
+    let mut answers: Vec<Box<Answer>> = Vec::new();
+    loop {
+        match session.next(Duration::from_secs(120)).unwrap() {
+            Event::Answered { answer, .. } => answers.push(answer),
+            Event::End => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(answers.len(), 9);
+    assert!(answers.iter().all(|a| a.threshold.is_some()));
+    let budget = session.finish().summary.budget.expect("a budget");
+    // Three workers, one controller: it took the cost of every frame, and its running
+    // mean is the mean of every frame's energy.
+    assert_eq!(budget.frames, 9);
+    let energies: Vec<f64> = answers.iter().map(|a| a.energy_mj.unwrap()).collect();
+    let mean = energies.iter().sum::<f64>() / energies.len() as f64;
+    assert!(
+        (budget.running_mean - mean).abs() < 1e-9,
+        "{budget:?} vs {mean}"
+    );
+}
+
+/// Serves `bytes`, then waits like a live pipe whose writer is still there, until the
+/// sender of `open` is dropped.
+struct LivePipe {
+    bytes: std::io::Cursor<Vec<u8>>,
+    open: std::sync::mpsc::Receiver<()>,
+}
+
+impl Read for LivePipe {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.bytes.read(buf)?;
+        if n == 0 {
+            let _ = self.open.recv();
+        }
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_failing_frame_is_reported_in_order_and_ends_the_stream() {
+    use cascade::input::{FrameFormat, FrameSize, PixelFormat};
+    use cascade::runtime::{CascadeBuilder, LoadOptions, ModelSpec, Threshold, Workers};
+    use cascade::stream::{from_reader, Event, Policy, Session, SessionConfig};
+    use cascade::Cascade;
+    // Lite-sized models are not needed: the 10-class fixture answers, and its copy whose
+    // logit 3 is NaN fails every frame deferred to it.
+    let tiny = ModelSpec::new(common::fixture("tiny-10class.onnx"));
+    let colours: [[u8; 3]; 8] = [
+        [200, 30, 30],
+        [30, 200, 30],
+        [30, 30, 200],
+        [200, 200, 30],
+        [30, 200, 200],
+        [200, 30, 200],
+        [120, 120, 120],
+        [250, 250, 250],
+    ];
+    let frame = |c: [u8; 3]| image::RgbImage::from_pixel(32, 32, image::Rgb(c));
+    let mut alone = Cascade::single(tiny.clone(), LoadOptions::default()).unwrap();
+    let mut by_confidence: Vec<(f32, [u8; 3])> = colours
+        .iter()
+        .map(|&c| (alone.classify(&frame(c)).unwrap().confidence, c))
+        .collect();
+    by_confidence.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (least, next) = (by_confidence[0].0, by_confidence[1].0);
+    assert!(next - least > 1e-4, "{by_confidence:?}");
+    // The least confident frame, the only one deferred, goes fifth (index 4).
+    let mut order: Vec<[u8; 3]> = by_confidence[1..].iter().map(|x| x.1).collect();
+    order.insert(4, by_confidence[0].1);
+    let bytes: Vec<u8> = order.iter().flat_map(|&c| frame(c).into_raw()).collect();
+    let format =
+        FrameFormat::new(PixelFormat::Rgb24, Some(FrameSize::new(32, 32).unwrap())).unwrap();
+    for n in 1..=3 {
+        let cascade = CascadeBuilder::new()
+            .stage(tiny.clone())
+            .stage(ModelSpec::new(common::fixture("nan-logit.onnx")))
+            .threshold(Threshold::new((least + next) / 2.0).unwrap())
+            .build()
+            .unwrap();
+        let (writer, open) = std::sync::mpsc::channel::<()>();
+        let pipe = LivePipe {
+            bytes: std::io::Cursor::new(bytes.clone()),
+            open,
+        };
+        let source = from_reader(Box::new(pipe), Path::new("pipe"), format).unwrap();
+        let config = SessionConfig {
+            policy: Policy::Block,
+            workers: Workers::new(n).unwrap(),
+            ..SessionConfig::default()
+        };
+        let mut session = Session::start(cascade, &config, source).unwrap();
+        let mut answered = Vec::new();
+        let error = loop {
+            match session.next(Duration::from_secs(120)) {
+                Ok(Event::Answered { index, answer, .. }) => {
+                    assert_eq!(answer.decision.exit_stage, 0);
+                    answered.push(index);
+                }
+                Ok(Event::Idle) => panic!("{n} workers: no error after 120 s: a hang"),
+                Ok(other) => panic!("{n} workers: unexpected {other:?}"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(
+            answered,
+            [0, 1, 2, 3],
+            "{n} workers: the frames before it, in order"
+        );
+        assert!(error.to_string().contains("NaN"), "{error}");
+        // The input is still open, yet the stream has ended.
+        assert!(matches!(session.next(Duration::ZERO), Ok(Event::End)));
+        let summary = session.finish().summary;
+        assert_eq!((summary.classified, summary.failed), (4, 1), "{summary:?}");
+        assert_eq!((summary.dropped, summary.skipped), (0, 0));
+        assert_eq!(
+            summary.classified + summary.failed + summary.unfinished,
+            summary.frames_in,
+            "{summary:?}"
+        );
+        drop(writer);
+    }
 }
