@@ -907,3 +907,20 @@ fn a_failing_frame_is_reported_in_order_and_ends_the_stream() {
         drop(writer);
     }
 }
+
+#[test]
+fn workers_default_to_one_per_default_thread() {
+    // As for classify and eval: one worker per default thread (the big cores) unless
+    // --workers says otherwise.
+    let info = common::cascade_ok(&["info", "--json"]);
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    let default = info["threads"]["threads"].as_u64().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = mjpeg_of_photos(dir.path());
+    let lite0 = model("efficientnet-lite0");
+    let mut args = vec!["stream", "--pix-fmt", "mjpeg", "--no-drop", "--json"];
+    args.extend(["--input", p(&input), "--model", &lite0]);
+    let (lines, summary, stderr) = ok_with_summary(&cascade(&args));
+    assert_eq!(lines.len(), 4, "{stderr}");
+    assert_eq!(summary.expect("a summary line")["workers"], default);
+}
