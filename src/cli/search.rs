@@ -5,15 +5,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cascade::energy::Board;
-use cascade::search::{self, default_zoo, Candidate, Progress, SearchPlan, DEFAULT_MAX_STAGES};
+use cascade::search::{
+    self, default_zoo, Candidate, Observed, Progress, SearchPlan, DEFAULT_MAX_STAGES,
+};
 use cascade::tune::calibrate::DEFAULT_HOLDOUT;
+use cascade::tune::DataSpec;
 use cascade::tune::{Budget, Confidence, Target};
 use cascade::{Metric, ModelSpec, Threads};
 
 use super::output::{line, progress_bar, status};
-use super::{CliResult, DataArgs, Toggle};
+use super::{CliResult, Toggle};
 
 #[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["data", "records"]))]
 pub struct SearchArgs {
     /// A candidate model, `MODEL.onnx` or `MODEL.onnx@SIZE`; repeat for each [default:
     /// every model with a manifest in --models, at its native size and 32 and 64 pixels
@@ -26,8 +30,19 @@ pub struct SearchArgs {
     /// Longest cascade tried.
     #[arg(long, default_value_t = DEFAULT_MAX_STAGES, value_name = "N")]
     pub max_stages: usize,
-    #[command(flatten)]
-    pub data: DataArgs,
+    /// Labelled image folder: `<synset>_*.JPEG` files, or one subfolder per class.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Class list to label the folder with (default: the first model's labels).
+    #[arg(long, value_name = "FILE")]
+    pub classes: Option<PathBuf>,
+    /// Use only the first N images.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Replay a search's saved `records.json` (every candidate's answer on every image and
+    /// its measured cost) for another target, without running any model.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["data", "models", "board"])]
+    pub records: Option<PathBuf>,
     /// Best cascade whose expected latency per image is at most this many milliseconds.
     #[arg(long, value_name = "MS", conflicts_with_all = ["budget_mj", "min_accuracy"])]
     pub budget_ms: Option<f64>,
@@ -78,10 +93,17 @@ pub fn run(args: SearchArgs, threads: Threads) -> CliResult<ExitCode> {
         let msg = "--output writes the best cascade's profile: give --budget-ms, --budget-mj or --min-accuracy";
         return Err(cascade::Error::InvalidArgument(msg.into()).into());
     }
-    let candidates = if args.models.is_empty() {
+    let candidates = if args.records.is_some() {
+        Vec::new()
+    } else if args.models.is_empty() {
         default_zoo(&args.models_dir)?
     } else {
         args.models.iter().cloned().map(Candidate::new).collect()
+    };
+    let data = DataSpec {
+        classes: args.classes.clone(),
+        limit: args.limit,
+        ..DataSpec::new(args.data.clone().unwrap_or_default())
     };
     let plan = SearchPlan {
         target,
@@ -93,34 +115,25 @@ pub fn run(args: SearchArgs, threads: Threads) -> CliResult<ExitCode> {
         guarantee: args.guarantee,
         board: Board::select(args.board.as_deref())?,
         threads,
-        ..SearchPlan::new(candidates, args.data.spec())
+        ..SearchPlan::new(candidates, data)
     };
     if let Some(out) = &args.output {
         cascade::output::check_writable(out)?;
     }
-    let bar = progress_bar(0);
-    let result = search::run(&plan, |p| match p {
-        Progress::Observing {
-            candidate,
-            candidates,
-            name,
-            done,
-            total,
-        } => {
-            bar.set_length(total as u64);
-            bar.set_message(format!("candidate {}/{candidates}: {name}", candidate + 1));
-            bar.set_position(done as u64);
-        }
-        Progress::Measuring { name, .. } => bar.set_message(format!("measuring {name}")),
-        Progress::Replaying { cascades } => {
-            bar.finish_and_clear();
-            status(&format!("replaying {cascades} cascades ..."));
-        }
-    });
-    bar.finish_and_clear();
-    let result = result?;
-
+    let observed = match &args.records {
+        Some(path) => Observed::load(path)?,
+        None => observe(&plan)?,
+    };
+    status(&format!(
+        "replaying {} cascades ...",
+        search::cascades(observed.candidates.len(), plan.max_stages).len()
+    ));
+    let result = search::select(&observed, &plan)?;
     let files = result.write(&args.out)?;
+    let records = args.out.join("records.json");
+    if args.records.is_none() {
+        observed.save(&records)?;
+    }
     let profile = match &args.output {
         Some(path) => {
             match result.best_profile()? {
@@ -143,7 +156,8 @@ pub fn run(args: SearchArgs, threads: Threads) -> CliResult<ExitCode> {
         line(md.trim_end())?;
     }
     status(&format!(
-        "wrote      {}, {}, {}, {}{}",
+        "wrote      {}, {}, {}, {}, {}{}",
+        records.display(),
         files.markdown.display(),
         files.csv.display(),
         files.json.display(),
@@ -151,4 +165,25 @@ pub fn run(args: SearchArgs, threads: Threads) -> CliResult<ExitCode> {
         profile.map_or(String::new(), |p| format!(" and {}", p.display()))
     ));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs every candidate on every image, with a progress bar.
+fn observe(plan: &SearchPlan) -> CliResult<Observed> {
+    let bar = progress_bar(0);
+    let observed = search::observe(plan, |p| match p {
+        Progress::Observing {
+            candidate,
+            candidates,
+            name,
+            done,
+            total,
+        } => {
+            bar.set_length(total as u64);
+            bar.set_message(format!("candidate {}/{candidates}: {name}", candidate + 1));
+            bar.set_position(done as u64);
+        }
+        Progress::Measuring { name, .. } => bar.set_message(format!("measuring {name}")),
+    });
+    bar.finish_and_clear();
+    Ok(observed?)
 }

@@ -20,14 +20,15 @@ pub use replay::{cascades, project, replay, CascadePoint, Replay};
 pub use report::Files;
 pub use zoo::{default_zoo, Candidate, DEFAULT_SIZE_STEPS};
 
+use std::path::Path;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::energy::{detect_system, Board, EnergyMeter};
 use crate::error::{Error, Result};
 use crate::input::RgbImage;
-use crate::runtime::{Cascade, LoadOptions, Metric, Threads, Threshold};
+use crate::runtime::{Cascade, LoadOptions, Metric, ModelSpec, Threads, Threshold};
 use crate::tune::bounds::{fixed_sequence, Bounds, Confidence};
 use crate::tune::calibrate::split;
 use crate::tune::curve::{self, Observation, Record, Reference};
@@ -92,20 +93,72 @@ pub enum Progress {
     },
     /// Measuring what candidate `candidate` costs here.
     Measuring { candidate: usize, name: String },
-    /// Replaying `cascades` cascades.
-    Replaying { cascades: usize },
 }
 
-/// One candidate as measured here.
-#[derive(Debug, Clone, Serialize)]
+/// One candidate as measured here: what a profile records of a stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measured {
     pub name: String,
-    #[serde(skip)]
-    pub candidate: Candidate,
-    /// Its cost per image in the search's unit (mean latency, or energy).
-    pub cost: f64,
-    #[serde(skip)]
     pub stage: ProfileStage,
+}
+
+impl Measured {
+    /// The candidate's model at its size.
+    pub fn spec(&self) -> ModelSpec {
+        ModelSpec {
+            input_size: self.stage.input_size,
+            ..ModelSpec::new(&self.stage.model)
+        }
+    }
+
+    /// Its cost per image in `unit`: mean latency (ms) or energy (mJ) where measured.
+    fn cost(&self, energy: bool) -> Option<f64> {
+        if energy {
+            self.stage.energy.as_ref().map(|e| e.total_mj)
+        } else {
+            Some(self.stage.latency.mean_ms)
+        }
+    }
+}
+
+/// Every candidate's run on every image: the only part of a search that costs inference.
+/// Saved beside the reports (`records.json`), so another target is a replay away.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Observed {
+    /// The candidates in the order they ran (the order of each record's observations).
+    pub candidates: Vec<Measured>,
+    /// Every image's record, in the data's order; `None` for one that could not be decoded.
+    pub records: Vec<Option<Record>>,
+    pub reference: Reference,
+    pub data: String,
+    pub metric: Metric,
+    pub threads: usize,
+    pub board: Option<String>,
+    pub seconds: f64,
+}
+
+impl Observed {
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string(self)
+            .map_err(|e| Error::Internal(format!("search records: {e}")))?;
+        crate::output::atomically(path, |w| w.write_all(text.as_bytes()))
+    }
+
+    pub fn load(path: &Path) -> Result<Observed> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let o: Observed = serde_json::from_str(&text).map_err(|e| Error::Dataset {
+            path: path.to_path_buf(),
+            reason: format!("not a search's records.json: {e}"),
+        })?;
+        let n = o.candidates.len();
+        if o.records.iter().flatten().any(|r| r.stages.len() != n) {
+            return Err(Error::Dataset {
+                path: path.to_path_buf(),
+                reason: format!("every record must observe all {n} candidates"),
+            });
+        }
+        Ok(o)
+    }
 }
 
 /// The best cascade for the target, with what the held-out images say about it.
@@ -121,6 +174,8 @@ pub struct Best {
 pub struct Search {
     /// The candidates, cheapest first (the indices every [`CascadePoint`] uses).
     pub candidates: Vec<Measured>,
+    /// Each candidate's cost in `unit`, in the same order.
+    pub costs: Vec<f64>,
     /// `ms`, or `mJ` for an energy budget.
     pub unit: &'static str,
     pub reference: Reference,
@@ -140,24 +195,23 @@ pub struct Search {
     pub confidence: Confidence,
     pub guarantee: bool,
     pub metric: Metric,
-    pub threads: Threads,
+    pub threads: usize,
     pub board: Option<String>,
     pub data: String,
 }
 
-/// Runs the search (see the module docs). `progress` hears where it is.
-pub fn run(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<Search> {
+/// Runs the search (see the module docs): [`observe`], then [`select`].
+pub fn run(plan: &SearchPlan, progress: impl FnMut(Progress)) -> Result<Search> {
+    let observed = observe(plan, progress)?;
+    select(&observed, plan)
+}
+
+/// Runs every candidate of `plan` on every image and measures what each costs here.
+pub fn observe(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<Observed> {
     if plan.candidates.len() < 2 {
         return Err(Error::InvalidArgument(format!(
             "a search needs at least two candidates to build cascades from, got {} (add --model MODEL[@SIZE])",
             plan.candidates.len()
-        )));
-    }
-    if !(1..=crate::runtime::MAX_STAGES).contains(&plan.max_stages) {
-        return Err(Error::InvalidArgument(format!(
-            "--max-stages must be 1..={}, got {}",
-            crate::runtime::MAX_STAGES,
-            plan.max_stages
         )));
     }
     let energy = matches!(plan.target, Some(Target::Budget(Budget::EnergyMj(_))));
@@ -167,8 +221,6 @@ pub fn run(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<Sear
             "an energy budget needs an energy meter or a --board power model".into(),
         ));
     }
-
-    // 1. Every candidate on every image, then its cost here.
     let started = Instant::now();
     let mut columns: Vec<Vec<Option<Observation>>> = Vec::new();
     let mut labels: Vec<Option<usize>> = Vec::new();
@@ -228,15 +280,8 @@ pub fn run(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<Sear
             .load_time()
             .as_secs_f64()
             * 1e3;
-        let value = if energy {
-            cost.energy.as_ref().map_or(f64::NAN, |e| e.total_mj)
-        } else {
-            cost.latency.mean_ms
-        };
         measured.push(Measured {
             name: candidate.name.clone(),
-            candidate: candidate.clone(),
-            cost: value,
             stage: ProfileStage {
                 model: candidate.spec.path.clone(),
                 input_size: candidate.spec.input_size,
@@ -248,44 +293,91 @@ pub fn run(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<Sear
         });
         columns.push(column);
     }
-    let observe_seconds = started.elapsed().as_secs_f64();
-
-    // Cheapest first: cascades run in cost order.
-    let mut order: Vec<usize> = (0..measured.len()).collect();
-    order.sort_by(|&a, &b| measured[a].cost.total_cmp(&measured[b].cost));
-    let measured: Vec<Measured> = order.iter().map(|&i| measured[i].clone()).collect();
-    let costs: Vec<f64> = measured.iter().map(|m| m.cost).collect();
-    let records: Vec<Option<Record>> = labels
+    let records = labels
         .iter()
         .enumerate()
         .map(|(i, &label)| {
-            let stages: Option<Vec<Observation>> = order
+            let stages: Option<Vec<Observation>> = columns
                 .iter()
-                .map(|&c| columns[c].get(i).copied().flatten())
+                .map(|c| c.get(i).copied().flatten())
                 .collect();
             stages.map(|stages| Record { stages, label })
         })
         .collect();
+    Ok(Observed {
+        candidates: measured,
+        records,
+        reference,
+        data: plan.data.dir.display().to_string(),
+        metric: plan.metric,
+        threads: plan.threads.get(),
+        board: plan.board.as_ref().map(|b| b.name.clone()),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
 
-    // 2. Replay every cascade on the fitting images.
+/// Replays every cascade of the observed candidates and picks the best for `plan`'s
+/// target (the plan's candidates, data and measuring options are not used: the records
+/// already hold what they gave).
+pub fn select(observed: &Observed, plan: &SearchPlan) -> Result<Search> {
+    if observed.candidates.len() < 2 {
+        return Err(Error::InvalidArgument(format!(
+            "a search needs at least two candidates to build cascades from, got {}",
+            observed.candidates.len()
+        )));
+    }
+    if !(1..=crate::runtime::MAX_STAGES).contains(&plan.max_stages) {
+        return Err(Error::InvalidArgument(format!(
+            "--max-stages must be 1..={}, got {}",
+            crate::runtime::MAX_STAGES,
+            plan.max_stages
+        )));
+    }
+    let energy = matches!(plan.target, Some(Target::Budget(Budget::EnergyMj(_))));
+    let raw: Vec<f64> = observed
+        .candidates
+        .iter()
+        .map(|c| c.cost(energy))
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            Error::InvalidArgument(
+                "an energy budget needs each candidate's energy: search with a meter or a --board power model".into(),
+            )
+        })?;
+    // Cheapest first: cascades run in cost order.
+    let mut order: Vec<usize> = (0..raw.len()).collect();
+    order.sort_by(|&a, &b| raw[a].total_cmp(&raw[b]));
+    let candidates: Vec<Measured> = order
+        .iter()
+        .map(|&i| observed.candidates[i].clone())
+        .collect();
+    let costs: Vec<f64> = order.iter().map(|&i| raw[i]).collect();
+    let records: Vec<Option<Record>> = observed
+        .records
+        .iter()
+        .map(|r| {
+            r.as_ref().map(|r| Record {
+                stages: order.iter().map(|&i| r.stages[i]).collect(),
+                label: r.label,
+            })
+        })
+        .collect();
+    let reference = observed.reference;
+
     let (fit_idx, held_idx) = split(records.len(), plan.holdout)?;
     let pick =
         |idx: &[usize]| -> Vec<Record> { idx.iter().filter_map(|&i| records[i].clone()).collect() };
     let (fit, held) = (pick(&fit_idx), pick(&held_idx));
     if fit.is_empty() {
-        return Err(Error::Dataset {
-            path: plan.data.dir.clone(),
-            reason: "no image to fit on could be decoded".into(),
-        });
+        return Err(Error::InvalidArgument(format!(
+            "no image of {} to fit on could be decoded",
+            observed.data
+        )));
     }
-    progress(Progress::Replaying {
-        cascades: cascades(costs.len(), plan.max_stages).len(),
-    });
     let started = Instant::now();
     let replay = replay::replay(&fit, reference, &costs, plan.max_stages)?;
     let replay_seconds = started.elapsed().as_secs_f64();
 
-    // 3. The best for the target, checked (or certified) on the held-out images.
     let best = match plan.target {
         None => None,
         Some(target) => {
@@ -299,7 +391,7 @@ pub fn run(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<Sear
                     plan.confidence,
                 )?
             } else {
-                choose(&replay.front, target, &measured)?
+                choose(&replay.front, target, &candidates, &costs)?
             };
             let holdout = (!held.is_empty())
                 .then(|| held_out(&held, reference, &costs, &chosen, plan.confidence))
@@ -308,7 +400,7 @@ pub fn run(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<Sear
                 names: chosen
                     .stages
                     .iter()
-                    .map(|&i| measured[i].name.clone())
+                    .map(|&i| candidates[i].name.clone())
                     .collect(),
                 fit: chosen,
                 holdout,
@@ -317,7 +409,8 @@ pub fn run(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<Sear
     };
     Ok(Search {
         unit: if energy { "mJ" } else { "ms" },
-        candidates: measured,
+        candidates,
+        costs,
         reference,
         replay,
         best,
@@ -325,26 +418,31 @@ pub fn run(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<Sear
         fit_indices: fit_idx,
         fit_inputs: fit.len(),
         holdout_inputs: held.len(),
-        observe_seconds,
+        observe_seconds: observed.seconds,
         replay_seconds,
         plan_target: plan.target,
         confidence: plan.confidence,
         guarantee: plan.guarantee,
-        metric: plan.metric,
-        threads: plan.threads,
-        board: plan.board.as_ref().map(|b| b.name.clone()),
-        data: plan.data.dir.display().to_string(),
+        metric: observed.metric,
+        threads: observed.threads,
+        board: observed.board.clone(),
+        data: observed.data.clone(),
     })
 }
 
 /// The front's best point for `target`, by the one rule of [`crate::tune::tradeoff`].
-fn choose(front: &[CascadePoint], target: Target, measured: &[Measured]) -> Result<CascadePoint> {
+fn choose(
+    front: &[CascadePoint],
+    target: Target,
+    measured: &[Measured],
+    costs: &[f64],
+) -> Result<CascadePoint> {
     let best = match target {
         Target::Budget(b) => most_accurate_within(front, b.value()).ok_or_else(|| {
             Error::InvalidArgument(format!(
                 "no cascade fits {target}: the cheapest candidate, {}, costs {:.3} {} per image",
                 measured[0].name,
-                measured[0].cost,
+                costs[0],
                 b.unit()
             ))
         })?,
@@ -461,12 +559,7 @@ impl Search {
             .iter()
             .filter_map(|&i| self.records[i].clone())
             .collect();
-        let stage_costs: Vec<f64> = best
-            .fit
-            .stages
-            .iter()
-            .map(|&i| self.candidates[i].cost)
-            .collect();
+        let stage_costs: Vec<f64> = best.fit.stages.iter().map(|&i| self.costs[i]).collect();
         let curve = curve::curve(
             &project(&fit_records, &best.fit.stages),
             self.reference,
@@ -478,7 +571,7 @@ impl Search {
             board: self.board.clone(),
             cpu: cpu_model(),
             arch: std::env::consts::ARCH.to_string(),
-            threads: self.threads.get(),
+            threads: self.threads,
             metric: self.metric,
             thresholds: best
                 .fit

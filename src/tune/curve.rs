@@ -27,7 +27,7 @@ pub const JOINT_GRID: usize = 32;
 const MAX_GRID_POINTS: usize = 1 << 15;
 
 /// What one stage answered for one input, and what it cost there.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
     pub class: usize,
     pub confidence: f32,
@@ -36,7 +36,7 @@ pub struct Observation {
 }
 
 /// Every stage's observation for one input, with its label if the data has labels.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub stages: Vec<Observation>,
     pub label: Option<usize>,

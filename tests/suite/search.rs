@@ -51,13 +51,13 @@ fn a_replayed_cascade_equals_a_real_run_of_it_image_by_image() {
         c[c.len() / 2]
     };
     let thresholds = [median(0), median(1)];
-    let costs: Vec<f64> = stages.iter().map(|&i| s.candidates[i].cost).collect();
+    let costs: Vec<f64> = stages.iter().map(|&i| s.costs[i]).collect();
     let replayed = curve::point(&projected, Reference::Labels, &costs, &thresholds);
 
     let mut real = stages
         .iter()
         .fold(CascadeBuilder::new(), |b, &i| {
-            b.stage(s.candidates[i].candidate.spec.clone())
+            b.stage(s.candidates[i].spec())
         })
         .thresholds(thresholds.iter().map(|&t| Threshold::new(t).unwrap()))
         .build()
@@ -136,9 +136,36 @@ fn the_best_cascades_profile_runs_and_the_reports_are_written() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["cascades_evaluated"], 3);
     assert!(!v["front"].as_array().unwrap().is_empty());
-    for f in ["search.md", "search.csv", "search.json", "search.svg"] {
+    for f in [
+        "search.md",
+        "search.csv",
+        "search.json",
+        "search.svg",
+        "records.json",
+    ] {
         assert!(dir.path().join(f).is_file(), "{f}");
     }
+    // The saved records replay to the same front and best, without running a model.
+    let again = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records.json");
+    let o2 = cascade(&[
+        "search",
+        "--records",
+        common::arg(&records),
+        "--min-accuracy",
+        "0.5",
+        "--json",
+        "--out",
+        common::arg(again.path()),
+    ]);
+    assert!(
+        o2.status.success(),
+        "{}",
+        String::from_utf8_lossy(&o2.stderr)
+    );
+    let v2: serde_json::Value = serde_json::from_slice(&o2.stdout).unwrap();
+    assert_eq!(v2["front"], v["front"]);
+    assert_eq!(v2["best"], v["best"]);
     let best = &v["best"]["fit"];
     assert!(best["accuracy"].as_f64().unwrap() >= 0.5);
     if best["cascade"].as_array().unwrap().len() == 2 {
