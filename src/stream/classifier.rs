@@ -193,9 +193,12 @@ impl StreamClassifier {
             Err(e) => return Err(e),
         };
         // Which stages are resident now; a deferral can only load the stage it goes to.
+        // Asked only for a deadline: it waits while another worker is loading a stage.
         let mut loaded = [false; MAX_STAGES];
-        for (slot, stage) in loaded.iter_mut().zip(self.cascade.stages()) {
-            *slot = stage.is_loaded();
+        if self.deadline.is_some() {
+            for (slot, stage) in loaded.iter_mut().zip(self.cascade.stages()) {
+                *slot = stage.is_loaded();
+            }
         }
         let deadline = self.deadline.as_ref();
         let decision = self.cascade.classify_until(image, |next, _| {
