@@ -34,7 +34,13 @@ use crate::tune::calibrate::split;
 use crate::tune::curve::{self, Observation, Record, Reference};
 use crate::tune::tradeoff::{cheapest_reaching, most_accurate_within};
 use crate::tune::{cpu_model, now_rfc3339, sha256_file, FitReport, HeldOut, Profile, ProfileStage};
-use crate::tune::{measure_stage, Budget, CostOptions, DataSpec, LayoutKind, Target};
+use crate::tune::{measure_stage, Budget, CostOptions, DataSpec, LayoutKind, StageCost, Target};
+
+/// Rounds of cost measurement per candidate, interleaved (every candidate once per round):
+/// a machine's load drifts over minutes, and measuring each candidate once, one after the
+/// other, lets that drift rank them (seen on a shared 2-core VM: Lite0 measured slower than
+/// Lite2). Each candidate keeps its median round, so drift hits all of them alike.
+pub const COST_ROUNDS: usize = 3;
 
 /// At most this many stages per cascade by default: the paper behind the product found
 /// three-model cascades on the front and little beyond.
@@ -227,6 +233,8 @@ pub fn observe(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<
     let mut measured = Vec::with_capacity(plan.candidates.len());
     let mut reference = Reference::Labels;
     let candidates = plan.candidates.len();
+    let mut rounds: Vec<Vec<StageCost>> = Vec::with_capacity(candidates);
+    let mut shared_images: Vec<RgbImage> = Vec::new();
     for (c, candidate) in plan.candidates.iter().enumerate() {
         let mut cascade = Cascade::single(candidate.spec.clone(), plan.options)?;
         cascade.set_metric(plan.metric);
@@ -274,6 +282,10 @@ pub fn observe(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<
             None => None,
         };
         let cost = measure_stage(stage, &cost_images, meter, &plan.cost)?;
+        rounds.push(vec![cost.clone()]);
+        if shared_images.is_empty() {
+            shared_images = cost_images;
+        }
         let load_ms = stage
             .model()
             .ok_or_else(not_loaded)?
@@ -292,6 +304,30 @@ pub fn observe(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<
             },
         });
         columns.push(column);
+    }
+    // The later cost rounds, each candidate loaded in turn (one model in memory at a time).
+    for _ in 1..COST_ROUNDS {
+        for (c, candidate) in plan.candidates.iter().enumerate() {
+            progress(Progress::Measuring {
+                candidate: c,
+                name: candidate.name.clone(),
+            });
+            let mut cascade = Cascade::single(candidate.spec.clone(), plan.options)?;
+            let stage = cascade
+                .stage_mut_at(0)
+                .ok_or_else(|| Error::Internal(format!("{} is not loaded", candidate.name)))?;
+            let meter: Option<&mut dyn EnergyMeter> = match &mut meter {
+                Some(m) => Some(&mut **m),
+                None => None,
+            };
+            rounds[c].push(measure_stage(stage, &shared_images, meter, &plan.cost)?);
+        }
+    }
+    for (m, mut costs) in measured.iter_mut().zip(rounds) {
+        costs.sort_by(|a, b| a.latency.mean_ms.total_cmp(&b.latency.mean_ms));
+        let median = costs.swap_remove(costs.len() / 2);
+        m.stage.latency = median.latency;
+        m.stage.energy = median.energy;
     }
     let records = labels
         .iter()
