@@ -637,3 +637,70 @@ impl Search {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tune::Latency;
+
+    #[test]
+    fn saved_records_load_back_bit_for_bit() {
+        // Replaying a saved search must give its front exactly: every float survives.
+        let costs = [
+            0.1 + 0.2,
+            1.0 / 3.0,
+            17.491_234_567_891_234,
+            2.0f64.sqrt() * 1e-7,
+        ];
+        let observation = |i: usize| Observation {
+            class: i,
+            confidence: (i as f32 + 0.1) / 7.0,
+            cost_ms: costs[i % costs.len()] * (i as f64 + 1.0),
+        };
+        let stage = |mean_ms: f64| ProfileStage {
+            model: "m.onnx".into(),
+            input_size: Some(192),
+            sha256: "0".repeat(64),
+            load_ms: 1.0 / 7.0,
+            latency: Latency {
+                count: 3,
+                mean_ms,
+                p50_ms: mean_ms / 3.0,
+                p95_ms: mean_ms * 1.1,
+                p99_ms: mean_ms * 1.3,
+            },
+            energy: None,
+        };
+        let observed = Observed {
+            candidates: costs
+                .iter()
+                .map(|&c| Measured {
+                    name: "m".into(),
+                    stage: stage(c),
+                })
+                .collect(),
+            records: (0..50)
+                .map(|i| {
+                    (i % 9 != 0).then(|| Record {
+                        stages: (i..i + 4).map(observation).collect(),
+                        label: Some(i),
+                    })
+                })
+                .collect(),
+            reference: Reference::Labels,
+            data: "d".into(),
+            metric: Metric::MaxProb,
+            threads: 1,
+            board: None,
+            seconds: 0.1,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.json");
+        observed.save(&path).unwrap();
+        let back = Observed::load(&path).unwrap();
+        assert_eq!(back.records, observed.records);
+        for (a, b) in back.candidates.iter().zip(&observed.candidates) {
+            assert_eq!(a.stage, b.stage);
+        }
+    }
+}
