@@ -130,10 +130,14 @@ pub fn run(args: SearchArgs, threads: Threads) -> CliResult<ExitCode> {
     ));
     let result = search::select(&observed, &plan)?;
     let files = result.write(&args.out)?;
-    let records = args.out.join("records.json");
-    if args.records.is_none() {
-        observed.save(&records)?;
-    }
+    let saved = match &args.records {
+        Some(_) => String::new(),
+        None => {
+            let path = args.out.join("records.json");
+            observed.save(&path)?;
+            format!("{}, ", path.display())
+        }
+    };
     let profile = match &args.output {
         Some(path) => {
             match result.best_profile()? {
@@ -156,8 +160,7 @@ pub fn run(args: SearchArgs, threads: Threads) -> CliResult<ExitCode> {
         line(md.trim_end())?;
     }
     status(&format!(
-        "wrote      {}, {}, {}, {}, {}{}",
-        records.display(),
+        "wrote      {saved}{}, {}, {}, {}{}",
         files.markdown.display(),
         files.csv.display(),
         files.json.display(),
