@@ -184,7 +184,11 @@ pub struct Search {
     pub costs: Vec<f64>,
     /// `ms`, or `mJ` for an energy budget.
     pub unit: &'static str,
+    /// How answers were judged: [`Reference::Labels`], where without labels the labels are
+    /// the answers of the candidate named in `agreement_with`.
     pub reference: Reference,
+    /// Without labels: the (costliest) candidate whose answers are the reference.
+    pub agreement_with: Option<String>,
     pub replay: Replay,
     pub best: Option<Best>,
     /// Every image's record over all candidates (cheapest first), in the data's order;
@@ -398,7 +402,26 @@ pub fn select(observed: &Observed, plan: &SearchPlan) -> Result<Search> {
             })
         })
         .collect();
-    let reference = observed.reference;
+    // Without labels, every answer is judged by agreement with the costliest candidate
+    // (the one a user would run if cost did not matter): its answers become the labels.
+    // Agreement with each cascade's own last stage would make every model alone 100% right.
+    let (records, agreement_with) = match observed.reference {
+        Reference::Labels => (records, None),
+        Reference::LastStageAgreement => {
+            let last = candidates.len() - 1;
+            let relabelled = records
+                .into_iter()
+                .map(|r| {
+                    r.map(|mut r| {
+                        r.label = Some(r.stages[last].class);
+                        r
+                    })
+                })
+                .collect();
+            (relabelled, Some(candidates[last].name.clone()))
+        }
+    };
+    let reference = Reference::Labels;
 
     let (fit_idx, held_idx) = split(records.len(), plan.holdout)?;
     let pick =
@@ -448,6 +471,7 @@ pub fn select(observed: &Observed, plan: &SearchPlan) -> Result<Search> {
         candidates,
         costs,
         reference,
+        agreement_with,
         replay,
         best,
         records,
@@ -627,7 +651,10 @@ impl Search {
                 target,
                 margin: 0.0,
                 guarantee: self.guarantee,
-                reference: self.reference,
+                reference: match self.agreement_with {
+                    Some(_) => Reference::LastStageAgreement,
+                    None => self.reference,
+                },
                 fit_inputs: self.fit_inputs,
                 holdout_inputs: self.holdout_inputs,
                 fit: best.fit.point.clone(),
@@ -702,5 +729,73 @@ mod tests {
         for (a, b) in back.candidates.iter().zip(&observed.candidates) {
             assert_eq!(a.stage, b.stage);
         }
+    }
+
+    #[test]
+    fn without_labels_answers_are_judged_by_the_costliest_candidate() {
+        let o = |class| Observation {
+            class,
+            confidence: 0.5,
+            cost_ms: 1.0,
+        };
+        let stage = |mean_ms: f64| ProfileStage {
+            model: "m.onnx".into(),
+            input_size: None,
+            sha256: "0".repeat(64),
+            load_ms: 1.0,
+            latency: Latency {
+                count: 1,
+                mean_ms,
+                p50_ms: mean_ms,
+                p95_ms: mean_ms,
+                p99_ms: mean_ms,
+            },
+            energy: None,
+        };
+        // Listed costliest first: "big" agrees with "small" on two images of four.
+        let observed = Observed {
+            candidates: vec![
+                Measured {
+                    name: "big".into(),
+                    stage: stage(9.0),
+                },
+                Measured {
+                    name: "small".into(),
+                    stage: stage(1.0),
+                },
+            ],
+            records: [(1, 1), (2, 2), (3, 0), (4, 0)]
+                .iter()
+                .map(|&(big, small)| {
+                    Some(Record {
+                        stages: vec![o(big), o(small)],
+                        label: None,
+                    })
+                })
+                .collect(),
+            reference: Reference::LastStageAgreement,
+            data: "d".into(),
+            metric: Metric::MaxProb,
+            threads: 1,
+            board: None,
+            seconds: 0.0,
+        };
+        let plan = SearchPlan {
+            holdout: 0.0,
+            ..SearchPlan::new(Vec::new(), DataSpec::new("d"))
+        };
+        let s = select(&observed, &plan).unwrap();
+        assert_eq!(s.agreement_with.as_deref(), Some("big"));
+        let single = |name: &str| {
+            let i = s.candidates.iter().position(|c| c.name == name).unwrap();
+            s.replay
+                .singles
+                .iter()
+                .find(|p| p.stages == [i])
+                .unwrap()
+                .point
+                .accuracy
+        };
+        assert_eq!((single("small"), single("big")), (0.5, 1.0));
     }
 }

@@ -10,7 +10,7 @@ use crate::bench::{AccuracyVsCost, Point};
 use crate::error::{Error, Result};
 use crate::output::atomically;
 use crate::search::{CascadePoint, Search};
-use crate::tune::curve::{format_thresholds, Reference};
+use crate::tune::curve::format_thresholds;
 
 /// The files a search writes into its output folder.
 #[derive(Debug, Clone)]
@@ -32,9 +32,9 @@ impl Search {
     }
 
     fn accuracy_word(&self) -> &'static str {
-        match self.reference {
-            Reference::Labels => "top-1",
-            Reference::LastStageAgreement => "agreement",
+        match self.agreement_with {
+            None => "top-1",
+            Some(_) => "agreement",
         }
     }
 
@@ -44,6 +44,12 @@ impl Search {
         let unit = self.unit;
         let acc = self.accuracy_word();
         let _ = writeln!(out, "# Cascade search on {}\n", self.data);
+        if let Some(name) = &self.agreement_with {
+            let _ = writeln!(
+                out,
+                "The images have no labels: \"agreement\" is agreement with {name}, the costliest candidate.\n"
+            );
+        }
         let _ = writeln!(
             out,
             "{} candidates, {} cascades ({} cascade-and-threshold points) replayed on {} images (held out: {}); per-candidate runs {:.1} s, replay {:.3} s.\n",
@@ -145,6 +151,7 @@ impl Search {
             "data": self.data,
             "unit": self.unit,
             "reference": self.reference,
+            "agreement_with": self.agreement_with,
             "metric": self.metric,
             "threads": self.threads,
             "fit_inputs": self.fit_inputs,

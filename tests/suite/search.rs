@@ -126,6 +126,8 @@ fn the_best_cascades_profile_runs_and_the_reports_are_written() {
             "12",
             "--min-accuracy",
             "0.5",
+            "--board",
+            "rpi4b",
             "-o",
             &p,
             "--json",
@@ -166,6 +168,29 @@ fn the_best_cascades_profile_runs_and_the_reports_are_written() {
     let v2: serde_json::Value = serde_json::from_slice(&o2.stdout).unwrap();
     assert_eq!(v2["front"], v["front"]);
     assert_eq!(v2["best"], v["best"]);
+    // The board model gave every candidate an energy, so the same records serve an energy
+    // budget; one no cascade meets is refused with the cheapest candidate's cost.
+    let replay = |budget: &str| {
+        cascade(&[
+            "search",
+            "--records",
+            common::arg(&records),
+            "--budget-mj",
+            budget,
+            "--json",
+            "--out",
+            common::arg(again.path()),
+        ])
+    };
+    let o3 = replay("100000");
+    assert!(
+        o3.status.success(),
+        "{}",
+        String::from_utf8_lossy(&o3.stderr)
+    );
+    let v3: serde_json::Value = serde_json::from_slice(&o3.stdout).unwrap();
+    assert_eq!(v3["unit"], "mJ");
+    common::assert_fails_with(&replay("0.001"), "no cascade fits budget");
     let best = &v["best"]["fit"];
     assert!(best["accuracy"].as_f64().unwrap() >= 0.5);
     if best["cascade"].as_array().unwrap().len() == 2 {
