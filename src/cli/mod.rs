@@ -229,6 +229,7 @@ pub fn threads(args: &mut Args) -> Threads {
     let workers = match &mut args.command {
         Command::Eval(e) => Some(&mut e.workers),
         Command::Classify(c) => Some(&mut c.workers),
+        Command::Search(s) => Some(&mut s.workers),
         Command::Stream(s) => Some(&mut s.workers),
         _ => None,
     };

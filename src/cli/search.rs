@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cascade::energy::Board;
+use cascade::runtime::Workers;
 use cascade::search::{
     self, default_zoo, Candidate, Observed, Progress, SearchPlan, DEFAULT_MAX_STAGES,
 };
@@ -74,6 +75,10 @@ pub struct SearchArgs {
     /// Where to write the best cascade's profile (for --profile).
     #[arg(short, long, value_name = "PROFILE.toml")]
     pub output: Option<PathBuf>,
+    /// Images run at once while observing, each on its own thread [default: one per big
+    /// core, tract on one thread each]; the cost measurement runs one at a time.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<Workers>,
     /// Print the JSON report on stdout instead of text.
     #[arg(long)]
     pub json: bool,
@@ -115,6 +120,7 @@ pub fn run(args: SearchArgs, threads: Threads) -> CliResult<ExitCode> {
         guarantee: args.guarantee,
         board: Board::select(args.board.as_deref())?,
         threads,
+        workers: args.workers.unwrap_or(Workers::ONE),
         ..SearchPlan::new(candidates, data)
     };
     if let Some(out) = &args.output {

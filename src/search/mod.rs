@@ -28,13 +28,17 @@ use serde::{Deserialize, Serialize};
 use crate::energy::{detect_system, Board, EnergyMeter};
 use crate::error::{Error, Result};
 use crate::input::RgbImage;
-use crate::runtime::{Cascade, LoadOptions, Metric, ModelSpec, Threads, Threshold};
+use crate::runtime::{
+    run_in_order, Cascade, LoadOptions, Metric, ModelSpec, Threads, Threshold, Workers,
+};
 use crate::tune::bounds::{fixed_sequence, Bounds, Confidence};
 use crate::tune::calibrate::split;
 use crate::tune::curve::{self, Observation, Record, Reference};
 use crate::tune::tradeoff::{cheapest_reaching, most_accurate_within};
 use crate::tune::{cpu_model, now_rfc3339, sha256_file, FitReport, HeldOut, Profile, ProfileStage};
-use crate::tune::{measure_stage, Budget, CostOptions, DataSpec, LayoutKind, StageCost, Target};
+use crate::tune::{
+    measure_stage, Budget, CostOptions, DataSpec, Dataset, LayoutKind, StageCost, Target,
+};
 
 /// Rounds of cost measurement per candidate, interleaved (every candidate once per round):
 /// a machine's load drifts over minutes, and measuring each candidate once, one after the
@@ -61,7 +65,10 @@ pub struct SearchPlan {
     pub confidence: Confidence,
     pub guarantee: bool,
     pub board: Option<Board>,
+    /// tract threads per worker (and of the cost measurement).
     pub threads: Threads,
+    /// Images run at once while observing (each on its own fork of the candidate).
+    pub workers: Workers,
     pub cost_images: usize,
     pub cost: CostOptions,
 }
@@ -80,6 +87,7 @@ impl SearchPlan {
             guarantee: false,
             board: None,
             threads: Threads::ONE,
+            workers: Workers::ONE,
             cost_images: crate::tune::calibrate::DEFAULT_COST_IMAGES,
             cost: CostOptions::default(),
         }
@@ -249,32 +257,45 @@ pub fn observe(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<
         let total = dataset.len();
         let mut column = Vec::with_capacity(total);
         let mut cost_images: Vec<RgbImage> = Vec::with_capacity(plan.cost_images);
-        for (i, item) in dataset.decoded(cascade.decode_size()).enumerate() {
-            if c == 0 {
-                labels.push(item.sample.label);
-            }
-            column.push(match item.image {
-                Ok(image) => {
-                    let runs = cascade.observe_all(&image)?;
-                    if cost_images.len() < plan.cost_images {
-                        cost_images.push(image);
+        let size = cascade.decode_size();
+        // Each worker decodes and runs its own image; records arrive in the folder's order.
+        run_in_order(
+            &mut cascade,
+            plan.workers,
+            dataset.samples.iter(),
+            |cascade, sample| {
+                let item = Dataset::decode(sample, size);
+                Ok(match item.image {
+                    Ok(image) => {
+                        let runs = cascade.observe_all(&image)?;
+                        let observation = runs.first().map(|r| Observation {
+                            class: r.class,
+                            confidence: r.confidence,
+                            cost_ms: (r.preprocess + r.inference).as_secs_f64() * 1e3,
+                        });
+                        (sample.label, observation, Some(image))
                     }
-                    runs.first().map(|r| Observation {
-                        class: r.class,
-                        confidence: r.confidence,
-                        cost_ms: (r.preprocess + r.inference).as_secs_f64() * 1e3,
-                    })
+                    Err(_) => (sample.label, None, None),
+                })
+            },
+            |i, (label, observation, image)| {
+                if c == 0 {
+                    labels.push(label);
                 }
-                Err(_) => None,
-            });
-            progress(Progress::Observing {
-                candidate: c,
-                candidates,
-                name: candidate.name.clone(),
-                done: i + 1,
-                total,
-            });
-        }
+                column.push(observation);
+                if let Some(image) = image.filter(|_| cost_images.len() < plan.cost_images) {
+                    cost_images.push(image);
+                }
+                progress(Progress::Observing {
+                    candidate: c,
+                    candidates,
+                    name: candidate.name.clone(),
+                    done: i + 1,
+                    total,
+                });
+                Ok(())
+            },
+        )?;
         progress(Progress::Measuring {
             candidate: c,
             name: candidate.name.clone(),

@@ -232,3 +232,40 @@ fn bad_searches_are_refused_with_a_reason() {
     ));
     common::assert_fails_with(&o, "no cascade fits");
 }
+
+#[test]
+fn observing_with_two_workers_records_what_one_worker_does() {
+    let plan = |workers: usize| SearchPlan {
+        workers: cascade::runtime::Workers::new(workers).unwrap(),
+        cost: cascade::tune::CostOptions {
+            min_runs: 1,
+            max_runs: 2,
+            ..Default::default()
+        },
+        cost_images: 1,
+        ..SearchPlan::new(
+            vec![
+                Candidate::new(lite0_at(Some(96))),
+                Candidate::new(lite0_at(Some(128))),
+            ],
+            DataSpec {
+                limit: Some(10),
+                ..DataSpec::new(common::sample_dir())
+            },
+        )
+    };
+    let answers = |workers: usize| -> Vec<Vec<(usize, f32)>> {
+        search::observe(&plan(workers), |_| {})
+            .unwrap()
+            .records
+            .into_iter()
+            .map(|r| {
+                let r = r.unwrap();
+                r.stages.iter().map(|o| (o.class, o.confidence)).collect()
+            })
+            .collect()
+    };
+    let one = answers(1);
+    assert_eq!(one.len(), 10);
+    assert_eq!(answers(2), one);
+}
