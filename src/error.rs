@@ -72,6 +72,21 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A remote stage's server could not be reached or did not answer as asked. `status` is
+    /// the HTTP status when there was one; `body` at most [`crate::remote::BODY_SHOWN`]
+    /// characters of what it said (never a credential: requests carry those, answers do
+    /// not).
+    #[error("remote stage {endpoint}: {reason}{}", match (status, body.is_empty()) {
+        (Some(s), true) => format!(" (HTTP {s})"),
+        (Some(s), false) => format!(" (HTTP {s}: {body})"),
+        (None, _) => String::new(),
+    })]
+    Remote {
+        endpoint: String,
+        reason: String,
+        status: Option<u16>,
+        body: String,
+    },
     /// What was asked does not fit the memory budget.
     #[error("memory budget: {0}")]
     Memory(String),

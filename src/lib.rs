@@ -86,6 +86,7 @@ mod error;
 pub mod input;
 pub mod memory;
 pub mod output;
+pub mod remote;
 pub mod runtime;
 pub mod search;
 pub mod stream;

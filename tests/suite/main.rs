@@ -15,5 +15,6 @@ mod decode;
 mod embed;
 mod full_set;
 mod models;
+mod remote;
 mod search;
 mod stream;
