@@ -13,6 +13,8 @@ mod inference;
 mod measure;
 mod memory;
 mod plot;
+mod remote;
+pub use remote::{time_remote, RemoteTiming};
 pub use plot::AccuracyVsCost;
 mod throughput;
 

@@ -27,6 +27,21 @@ pub struct TimeArgs {
     /// tract's NHWC convolution rewrite: auto (on for x86_64, where it measured faster).
     #[arg(long, value_enum, default_value_t = Toggle::Auto)]
     pub conv_nhwc: Toggle,
+    /// Also time the same model on an Open Inference Protocol server,
+    /// `http(s)://HOST:PORT/v2/models/NAME`, alternating with the in-process runs.
+    #[arg(long, value_name = "URL")]
+    pub remote: Option<cascade::remote::Endpoint>,
+    /// The server's bearer token, from the first line of this file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "remote",
+        conflicts_with = "token_env"
+    )]
+    pub token_file: Option<PathBuf>,
+    /// The server's bearer token, from this environment variable.
+    #[arg(long, value_name = "VAR", requires = "remote")]
+    pub token_env: Option<String>,
     /// One JSON object on stdout instead of a readable line.
     #[arg(long)]
     pub json: bool,
@@ -34,6 +49,9 @@ pub struct TimeArgs {
 
 pub fn run(args: TimeArgs) -> CliResult<ExitCode> {
     let image = decode_file(&args.image)?;
+    if let Some(endpoint) = args.remote.clone() {
+        return remote(args, endpoint, &image);
+    }
     let t = bench::time_inference(
         &ModelSpec::new(&args.model),
         args.conv_nhwc.load_options(),
@@ -52,6 +70,46 @@ pub fn run(args: TimeArgs) -> CliResult<ExitCode> {
         line(&format!(
             "{}: input {:?}{work}, loaded in {:.0} ms; {} runs: mean {:.2} ms, median {:.2} ms, p95 {:.2} ms",
             t.model, t.input, t.load_ms, l.count, l.mean_ms, l.p50_ms, l.p95_ms
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `time --remote`: in-process inference against the server's round trip.
+fn remote(
+    args: TimeArgs,
+    endpoint: cascade::remote::Endpoint,
+    image: &cascade::RgbImage,
+) -> CliResult<ExitCode> {
+    use cascade::remote::{RestClient, Timeouts, Token};
+    let token = match (&args.token_file, &args.token_env) {
+        (Some(f), _) => Some(Token::from_file(f)?),
+        (_, Some(v)) => Some(Token::from_env(v)?),
+        _ => None,
+    };
+    let client = RestClient::new(endpoint, token, Timeouts::default());
+    let t = bench::time_remote(
+        &ModelSpec::new(&args.model),
+        args.conv_nhwc.load_options(),
+        &client,
+        image,
+        args.runs as usize,
+    )?;
+    if args.json {
+        line(&serde_json::to_string(&t).map_err(|e| cascade::Error::Internal(e.to_string()))?)?;
+    } else {
+        let (l, r) = (&t.local, &t.remote);
+        line(&format!(
+            "{}: {} runs each, alternating: in process median {:.2} ms (p95 {:.2}); {} round trip median {:.2} ms (p95 {:.2}), {:.2}x; {}",
+            t.model,
+            l.count,
+            l.p50_ms,
+            l.p95_ms,
+            t.endpoint,
+            r.p50_ms,
+            r.p95_ms,
+            r.p50_ms / l.p50_ms,
+            if t.same_class { "same class every run" } else { "classes differed" }
         ))?;
     }
     Ok(ExitCode::SUCCESS)

@@ -172,3 +172,164 @@ fn mlserver_answers_what_the_local_model_answers_and_refuses_clearly() {
     assert!(matches!(e, Error::Remote { status: None, .. }), "{e}");
     assert!(e.to_string().contains("cannot reach the server"), "{e}");
 }
+
+/// A bearer-token gate in front of a server: what a site's ingress does. Refuses a request
+/// without `Authorization: Bearer <token>` (401, JSON body) and forwards the rest, one
+/// request per connection. Logs nothing.
+struct TokenGate {
+    port: u16,
+}
+
+impl TokenGate {
+    fn start(upstream: u16, token: &'static str) -> TokenGate {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::net::TcpStream;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut head = Vec::new();
+                let mut length = 0usize;
+                let mut authorized = false;
+                loop {
+                    let mut l = String::new();
+                    if reader.read_line(&mut l).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let lower = l.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if l.trim_end() == format!("Authorization: Bearer {token}")
+                        || l.trim_end() == format!("authorization: Bearer {token}")
+                    {
+                        authorized = true;
+                    }
+                    let end = l == "\r\n";
+                    if !lower.starts_with("connection:") {
+                        head.push(l);
+                    }
+                    if end {
+                        break;
+                    }
+                }
+                let mut body = vec![0u8; length];
+                let _ = reader.read_exact(&mut body);
+                let mut client = client;
+                if !authorized {
+                    let msg = r#"{"error":"missing or wrong bearer token"}"#;
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{msg}",
+                        msg.len()
+                    );
+                    continue;
+                }
+                let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let last = head.len() - 1;
+                head.insert(last, "Connection: close\r\n".into());
+                let _ = up.write_all(head.concat().as_bytes());
+                let _ = up.write_all(&body);
+                let mut answer = Vec::new();
+                let _ = up.read_to_end(&mut answer);
+                // Tell the client this connection ends with this answer.
+                if let Some(i) = answer.windows(2).position(|w| w == b"\r\n") {
+                    answer.splice(i + 2..i + 2, b"connection: close\r\n".iter().copied());
+                }
+                let _ = client.write_all(&answer);
+            }
+        });
+        TokenGate { port }
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        format!(
+            "http://127.0.0.1:{}/v2/models/efficientnet-lite2",
+            self.port
+        )
+        .parse()
+        .unwrap()
+    }
+}
+
+#[test]
+fn a_token_protected_server_takes_the_token_and_no_message_shows_it() {
+    let server = MlServer::start();
+    let gate = TokenGate::start(server.http, "t0ps3cret");
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "t0ps3cret\n").unwrap();
+
+    // Without the token: refused, with the server's reason, and nothing secret in it.
+    let e = RestClient::new(gate.endpoint(), None, Timeouts::default())
+        .ready()
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Remote {
+                status: Some(401),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("refused the credentials"), "{e}");
+    // A wrong token: refused too, and the error does not echo it.
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not-the-one\n").unwrap();
+    let token = cascade::remote::Token::from_file(&wrong).unwrap();
+    let e = RestClient::new(gate.endpoint(), Some(token), Timeouts::default())
+        .ready()
+        .unwrap_err();
+    assert!(!format!("{e} {e:?}").contains("not-the-one"), "{e:?}");
+
+    // With it, through the CLI (file and environment), at full verbosity: accepted, and
+    // neither stdout nor stderr carries the token.
+    let tench = common::sample_dir().join("n01440764_tench.JPEG");
+    let url = gate.endpoint().to_string();
+    let lite2 = common::model_arg("efficientnet-lite2");
+    let base = [
+        "-vv",
+        "time",
+        "--model",
+        &lite2,
+        common::arg(&tench),
+        "--runs",
+        "2",
+        "--json",
+        "--remote",
+        &url,
+    ];
+    let with_file = [&base[..], &["--token-file", common::arg(&token_file)]].concat();
+    let out = common::cascade(&with_file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["same_class"], true);
+    assert_eq!(v["remote"]["count"], 2);
+    let everything = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!everything.contains("t0ps3cret"), "{everything}");
+    let with_env = [&base[..], &["--token-env", "CASCADE_TEST_TOKEN"]].concat();
+    let out = Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .args(&with_env)
+        .env("CASCADE_TEST_TOKEN", "t0ps3cret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("t0ps3cret"));
+}
