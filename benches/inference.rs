@@ -27,7 +27,14 @@ fn inference(c: &mut Criterion) {
         let mut group = c.benchmark_group(name);
         group.sample_size(20);
         for conv_nhwc in [false, true] {
-            let mut model = Model::load(&spec, LoadOptions { conv_nhwc }).expect("model loads");
+            let mut model = Model::load(
+                &spec,
+                LoadOptions {
+                    conv_nhwc,
+                    ..LoadOptions::default()
+                },
+            )
+            .expect("model loads");
             let tensor = Preprocessor::new(model.input().clone())
                 .run(&image)
                 .expect("preprocesses")

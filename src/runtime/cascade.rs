@@ -163,8 +163,22 @@ impl CascadeBuilder {
         self.thresholds([threshold])
     }
 
+    /// How stages compile and run unless a stage's spec has its own options (chosen for
+    /// it by measurement: see [`ModelSpec::options`]).
     pub fn load_options(mut self, options: LoadOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// tract's `conv_nhwc` rewrite on or off for every stage, including those a profile
+    /// chose for by measurement: an explicit choice by the user wins over the profile's.
+    pub fn conv_nhwc(mut self, on: bool) -> Self {
+        self.options.conv_nhwc = on;
+        for spec in &mut self.stages {
+            if let Some(options) = &mut spec.options {
+                options.conv_nhwc = on;
+            }
+        }
         self
     }
 

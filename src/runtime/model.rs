@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use tract_linalg::multithread::Executor;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::Cost;
 use tract_onnx::tract_hir::infer::Factoid;
@@ -26,6 +27,10 @@ pub struct ModelSpec {
     /// that ends in global pooling takes any size; Lite0 at 192 costs 77% of 224). The
     /// preprocessing follows: resize to `size / crop_fraction`, crop `size`.
     pub input_size: Option<usize>,
+    /// How this stage is compiled and run when that was chosen for it by measurement (a
+    /// calibrated profile records the winner per stage); `None` takes the cascade's
+    /// [`LoadOptions`].
+    pub options: Option<LoadOptions>,
 }
 
 /// The input sizes a stage may ask for: below 32 a convolutional classifier has no
@@ -39,6 +44,7 @@ impl ModelSpec {
             path: path.into(),
             manifest: None,
             input_size: None,
+            options: None,
         }
     }
 
@@ -82,19 +88,26 @@ impl std::str::FromStr for ModelSpec {
     }
 }
 
-/// How tract should compile the model.
+/// How tract should compile and run the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
-    /// Apply tract's `conv_nhwc` transform before optimizing. Measured 1.3x faster for
-    /// EfficientNet-Lite on x86_64 (see `benches/inference.rs`); on aarch64 tract already
-    /// picks NHWC kernels, so the default is on for x86_64 only.
+    /// Apply tract's `conv_nhwc` transform before optimizing. It measured 1.3x faster for
+    /// EfficientNet-Lite on an Intel x86_64 VM but no faster on an AMD one, so the default
+    /// (on for x86_64; on aarch64 tract already picks NHWC kernels) is only a guess:
+    /// `cascade calibrate` measures both on the machine at hand and its profile keeps the
+    /// faster per stage.
     pub conv_nhwc: bool,
+    /// At most this many threads for this model's inferences (see [`ThreadCap`]); `None`:
+    /// the process's count ([`Threads::apply`]). Set per stage by a calibrated profile where
+    /// one thread measured as fast as more.
+    pub threads: Option<Threads>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             conv_nhwc: cfg!(target_arch = "x86_64"),
+            threads: None,
         }
     }
 }
@@ -119,6 +132,9 @@ struct Loaded {
     load_time: Duration,
     assumed: Vec<String>,
     multiply_adds: Option<u64>,
+    options: LoadOptions,
+    /// The stage's thread cap, when its options set one.
+    cap: Option<ThreadCap>,
 }
 
 impl std::fmt::Debug for Model {
@@ -389,6 +405,8 @@ impl Model {
             load_time: start.elapsed(),
             assumed,
             multiply_adds,
+            options,
+            cap: options.threads.map(ThreadCap::new),
         };
         Model::on(Arc::new(loaded))
     }
@@ -434,7 +452,12 @@ impl Model {
             )));
         }
         let tensor = Tensor::from_shape(&self.loaded.input.shape(), input).map_err(|e| fail(&e))?;
-        let outputs = self.state.run(tvec![tensor.into()]).map_err(|e| fail(&e))?;
+        let state = &mut self.state;
+        let outputs = match &self.loaded.cap {
+            Some(cap) => cap.run(|| state.run(tvec![tensor.into()])),
+            None => state.run(tvec![tensor.into()]),
+        }
+        .map_err(|e| fail(&e))?;
         let view = outputs[0]
             .to_plain_array_view::<f32>()
             .map_err(|e| fail(&e))?;
@@ -483,6 +506,11 @@ impl Model {
     /// the work floor of a machine is this divided by its SIMD FMA lanes.
     pub fn multiply_adds(&self) -> Option<u64> {
         self.loaded.multiply_adds
+    }
+
+    /// How the model was compiled and is run.
+    pub fn options(&self) -> LoadOptions {
+        self.loaded.options
     }
 
     /// Wall time spent reading, checking and optimizing the model.
@@ -558,12 +586,71 @@ impl Threads {
     /// Makes every model in this process run its matrix kernels on this many threads.
     /// tract's executor is process-wide, so this is set once by the application.
     pub fn apply(self) {
-        use tract_linalg::multithread::{set_default_executor, Executor};
+        tract_linalg::multithread::set_default_executor(self.executor());
+    }
+
+    /// Runs `f` with tract's kernels on exactly this many threads, on the calling thread
+    /// only (tract lets a thread override the process's executor); the rest of the process
+    /// keeps its count. Calibration measures a stage's thread counts this way, and
+    /// [`ThreadCap::run`] applies the one chosen the same way. Builds a thread pool per
+    /// call: for measuring rounds, not for every inference.
+    pub fn scope<R>(self, f: impl FnOnce() -> R) -> R {
+        tract_linalg::multithread::multithread_tract_scope(self.executor(), f)
+    }
+
+    fn executor(self) -> Executor {
         if self.get() == 1 {
-            set_default_executor(Executor::SingleThread);
+            Executor::SingleThread
         } else {
-            set_default_executor(Executor::multithread(self.get()));
+            Executor::multithread(self.get())
         }
+    }
+
+    /// How many threads tract's kernels use on the calling thread now: its override if it
+    /// has one, else the process's executor.
+    pub fn in_effect() -> usize {
+        match tract_linalg::multithread::current_tract_executor() {
+            Executor::SingleThread => 1,
+            Executor::MultiThread(pool) => pool.current_num_threads(),
+            // rayon's global pool, which this project never installs: one per core.
+            _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// At most a number of threads for one model. tract's thread pool is process-wide, set by
+/// the application ([`Threads::apply`]), but a thread may override it for what it runs
+/// itself ([`Threads::scope`]): that is how one stage of a cascade runs on fewer threads
+/// than the others when calibration measured more threads buying it nothing. A cap only
+/// ever lowers the count: it binds when it is below the count in effect, and otherwise
+/// leaves it alone, so a cascade run with one thread per worker (throughput mode) or with
+/// `--threads 1` stays on one thread whatever the profile measured.
+#[derive(Debug)]
+pub struct ThreadCap {
+    threads: Threads,
+    /// Built on the first inference the cap binds on, then reused.
+    executor: std::sync::OnceLock<Executor>,
+}
+
+impl ThreadCap {
+    pub fn new(threads: Threads) -> ThreadCap {
+        ThreadCap {
+            threads,
+            executor: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn threads(&self) -> Threads {
+        self.threads
+    }
+
+    /// Runs `f` on at most the cap's threads (see the type's docs).
+    pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        if self.threads.get() >= Threads::in_effect() {
+            return f();
+        }
+        let executor = self.executor.get_or_init(|| self.threads.executor());
+        tract_linalg::multithread::multithread_tract_scope(executor.clone(), f)
     }
 }
 
@@ -686,6 +773,37 @@ mod tests {
             worker.join().unwrap()
         });
         assert_eq!(got_b, want_b);
+    }
+
+    /// A stage's thread cap lowers the count in effect on its thread and never raises it,
+    /// and a model loaded with one reports it and still runs. (What the count does to
+    /// speed is for benchmarks; this checks which executor tract is given.)
+    #[test]
+    fn a_thread_cap_only_lowers_the_count_in_effect() {
+        let two = Threads::new(2).unwrap();
+        let one = ThreadCap::new(Threads::ONE);
+        let cap_two = ThreadCap::new(two);
+        assert_eq!(two.scope(Threads::in_effect), 2);
+        assert_eq!(two.scope(|| one.run(Threads::in_effect)), 1);
+        assert_eq!(two.scope(|| cap_two.run(Threads::in_effect)), 2);
+        assert_eq!(Threads::ONE.scope(|| cap_two.run(Threads::in_effect)), 1);
+
+        let options = LoadOptions {
+            conv_nhwc: false,
+            threads: Some(Threads::ONE),
+        };
+        let spec = ModelSpec::new(fixture("tiny-10class.onnx"));
+        let mut model = Model::load(&spec, options).unwrap();
+        assert_eq!(model.options(), options);
+        assert_eq!(model.fork().unwrap().options(), options);
+        let input = vec![0.5; model.input().len()];
+        let capped = two.scope(|| model.infer(&input).unwrap().to_vec());
+        let uncapped = LoadOptions {
+            threads: None,
+            ..options
+        };
+        let mut plain = Model::load(&spec, uncapped).unwrap();
+        assert_eq!(capped, plain.infer(&input).unwrap());
     }
 
     /// Found by the `model` fuzz target, two ways to make tract panic: a graph output

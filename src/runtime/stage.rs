@@ -52,12 +52,14 @@ pub struct StageOutput<'a> {
 }
 
 impl Stage {
-    /// A stage that loads nothing until it is first run or [`Stage::load`]ed.
+    /// A stage that loads nothing until it is first run or [`Stage::load`]ed. It compiles
+    /// with the spec's own options where it has them (chosen for it by measurement), else
+    /// with `options`.
     pub fn new(spec: ModelSpec, options: LoadOptions) -> Stage {
         Stage {
             footprint: Footprint::of_file(&spec.path),
+            options: spec.options.unwrap_or(options),
             spec,
-            options,
             shared: Arc::default(),
             model: None,
             preprocessor: None,
@@ -163,6 +165,11 @@ impl Stage {
     /// When the stage last ran or was loaded, by this worker or any fork, if ever.
     pub fn last_used(&self) -> Option<Instant> {
         self.slot().last_used
+    }
+
+    /// How this stage's model is compiled and run.
+    pub fn options(&self) -> LoadOptions {
+        self.options
     }
 
     pub fn spec(&self) -> &ModelSpec {
