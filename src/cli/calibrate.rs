@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use cascade::energy::Board;
 use cascade::tune::calibrate::{self, CalibrationPlan, Progress, DEFAULT_HOLDOUT};
 use cascade::tune::curve;
-use cascade::tune::{Budget, Confidence, Target};
+use cascade::tune::{Budget, Choices, Confidence, Target};
 use cascade::{Metric, ModelSpec, Threads};
 
 use super::output::{line, progress_bar, status};
@@ -59,7 +59,8 @@ pub struct CalibrateArgs {
     /// Where to write the whole threshold curve as CSV (default: the profile path, .csv).
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
-    /// tract's NHWC convolution rewrite (auto: on for x86_64).
+    /// tract's NHWC convolution rewrite: auto measures it on and off for each stage and keeps
+    /// the faster (a near-tie keeps it off); on or off skips measuring it.
     #[arg(long, value_enum, default_value_t = Toggle::Auto)]
     pub conv_nhwc: Toggle,
 }
@@ -77,6 +78,10 @@ pub fn run(args: CalibrateArgs, threads: Threads) -> CliResult<ExitCode> {
     let plan = CalibrationPlan {
         metric: args.metric,
         options: args.conv_nhwc.load_options(),
+        measure: Choices {
+            conv_nhwc: args.conv_nhwc.chosen().is_none(),
+            threads: true,
+        },
         margin: args.margin,
         holdout: args.holdout,
         confidence: Confidence::new(args.confidence)?,

@@ -81,7 +81,8 @@ pub struct CascadeArgs {
     /// Confidence metric compared with the threshold: max-prob, margin or entropy [default: max-prob].
     #[arg(long)]
     pub metric: Option<Metric>,
-    /// tract's NHWC convolution rewrite: auto (on for x86_64, where it measured faster).
+    /// tract's NHWC convolution rewrite: auto (a profile's measured choice per stage, else
+    /// on for x86_64), or on/off for every stage.
     #[arg(long, value_enum, default_value_t = Toggle::Auto)]
     pub conv_nhwc: Toggle,
 }
@@ -121,10 +122,18 @@ pub enum Toggle {
 
 impl Toggle {
     fn load_options(self) -> LoadOptions {
+        LoadOptions {
+            conv_nhwc: self.chosen().unwrap_or(LoadOptions::default().conv_nhwc),
+            ..LoadOptions::default()
+        }
+    }
+
+    /// `Some` when the user chose on or off, `None` for auto.
+    fn chosen(self) -> Option<bool> {
         match self {
-            Toggle::Auto => LoadOptions::default(),
-            Toggle::On => LoadOptions { conv_nhwc: true },
-            Toggle::Off => LoadOptions { conv_nhwc: false },
+            Toggle::Auto => None,
+            Toggle::On => Some(true),
+            Toggle::Off => Some(false),
         }
     }
 }
@@ -153,7 +162,13 @@ impl CascadeArgs {
                 None,
             ),
         };
-        Ok((builder.load_options(self.conv_nhwc.load_options()), profile))
+        // An explicit on or off wins over a profile's measured choice; auto keeps it.
+        let builder = builder.load_options(self.conv_nhwc.load_options());
+        let builder = match self.conv_nhwc.chosen() {
+            Some(on) => builder.conv_nhwc(on),
+            None => builder,
+        };
+        Ok((builder, profile))
     }
 }
 

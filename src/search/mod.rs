@@ -322,6 +322,7 @@ pub fn observe(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<
             stage: ProfileStage {
                 model: candidate.spec.path.clone(),
                 input_size: candidate.spec.input_size,
+                choice: None,
                 sha256: sha256_file(&candidate.spec.path)?,
                 load_ms,
                 latency: cost.latency,
@@ -708,6 +709,7 @@ mod tests {
         let stage = |mean_ms: f64| ProfileStage {
             model: "m.onnx".into(),
             input_size: Some(192),
+            choice: None,
             sha256: "0".repeat(64),
             load_ms: 1.0 / 7.0,
             latency: Latency {
@@ -762,6 +764,7 @@ mod tests {
         let stage = |mean_ms: f64| ProfileStage {
             model: "m.onnx".into(),
             input_size: None,
+            choice: None,
             sha256: "0".repeat(64),
             load_ms: 1.0,
             latency: Latency {

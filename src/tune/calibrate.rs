@@ -2,7 +2,10 @@
 //!
 //! 1. run every stage on every image (its answer, confidence and measured cost);
 //! 2. measure what each stage costs on this device on a few of the same images
-//!    (latency, and energy where a meter or a board power model exists);
+//!    (latency, and energy where a meter or a board power model exists), in each variant
+//!    that matters here (tract's `conv_nhwc` rewrite on and off, one thread against the
+//!    count in effect), keeping the fastest per stage ([`crate::tune::measure_choices`]);
+//!    the profile records what won and `--profile` applies it;
 //! 3. fit the threshold curve on part of the images, choose the thresholds for the target,
 //!    and check them on the images held out, with bounds at a stated confidence
 //!    ([`crate::tune::bounds`]); with a guarantee, the held-out images certify the choice
@@ -21,7 +24,7 @@ use crate::tune::bounds::{fixed_sequence, Bounds, Confidence};
 use crate::tune::curve::{self, CurvePoint, Observation, Record, Reference};
 use crate::tune::tradeoff::{cheapest_reaching, most_accurate_within};
 use crate::tune::{cpu_model, now_rfc3339, sha256_file, FitReport, HeldOut, Profile, ProfileStage};
-use crate::tune::{measure_stage, CostOptions};
+use crate::tune::{measure_choices, Choices, CostOptions, StageChoice};
 use crate::tune::{Budget, Target};
 use crate::tune::{DataSpec, LayoutKind};
 
@@ -40,7 +43,11 @@ pub struct CalibrationPlan {
     pub stages: Vec<ModelSpec>,
     /// The confidence metric the threshold applies to.
     pub metric: Metric,
+    /// How stages compile and run, except what `measure` measures.
     pub options: LoadOptions,
+    /// Which choices are measured per stage rather than taken from `options` and
+    /// `threads`; the profile records what won.
+    pub measure: Choices,
     pub data: DataSpec,
     pub target: Target,
     /// Aim lower than a budget by this share, or this many accuracy points higher.
@@ -49,7 +56,8 @@ pub struct CalibrationPlan {
     pub holdout: f64,
     /// Board power model, for energy when the machine has no meter.
     pub board: Option<Board>,
-    /// The thread count the models run with (recorded, and the board model's busy cores).
+    /// The thread count the models run with (recorded, and the board model's busy cores);
+    /// the most a stage may use: calibration measures one thread against it.
     pub threads: Threads,
     /// See [`DEFAULT_COST_IMAGES`].
     pub cost_images: usize,
@@ -67,6 +75,7 @@ impl CalibrationPlan {
             stages,
             metric: Metric::default(),
             options: LoadOptions::default(),
+            measure: Choices::default(),
             data,
             target,
             margin: 0.0,
@@ -186,11 +195,13 @@ pub fn run(plan: &CalibrationPlan, mut progress: impl FnMut(Progress)) -> Result
         });
     }
 
-    // 2. What each stage costs here, on a few of the same images.
+    // 2. What each stage costs here, on a few of the same images, in each variant. The
+    // observing cascade goes first: measuring loads each model again, once per rewrite.
+    drop(cascade);
     let mut meter = detect_system(plan.board.as_ref(), plan.threads.get());
-    let n_stages = cascade.stages().len();
+    let n_stages = plan.stages.len();
     let mut stages = Vec::with_capacity(n_stages);
-    for i in 0..n_stages {
+    for (i, spec) in plan.stages.iter().enumerate() {
         progress(Progress::Measuring {
             stage: i,
             stages: n_stages,
@@ -199,17 +210,27 @@ pub fn run(plan: &CalibrationPlan, mut progress: impl FnMut(Progress)) -> Result
             Some(m) => Some(&mut **m),
             None => None,
         };
-        let not_loaded = || Error::Internal(format!("stage {i} is not loaded after preloading"));
-        let stage = cascade.stage_mut_at(i).ok_or_else(not_loaded)?;
-        let cost = measure_stage(stage, &cost_images, meter, &plan.cost)?;
-        let model = stage.model().ok_or_else(not_loaded)?;
+        let chosen = measure_choices(
+            spec,
+            plan.options,
+            plan.threads,
+            plan.measure,
+            &cost_images,
+            meter,
+            &plan.cost,
+        )?;
         stages.push(ProfileStage {
-            model: stage.spec().path.clone(),
-            input_size: stage.spec().input_size,
-            sha256: sha256_file(&stage.spec().path)?,
-            load_ms: model.load_time().as_secs_f64() * 1e3,
-            latency: cost.latency,
-            energy: cost.energy,
+            model: spec.path.clone(),
+            input_size: spec.input_size,
+            sha256: sha256_file(&spec.path)?,
+            load_ms: chosen.load_ms,
+            latency: chosen.cost.latency,
+            energy: chosen.cost.energy,
+            choice: Some(StageChoice {
+                conv_nhwc: chosen.options.conv_nhwc,
+                threads: chosen.options.threads.map(Threads::get),
+                measured: chosen.measured,
+            }),
         });
     }
     let costs: Vec<f64> = if energy_budget {
@@ -380,6 +401,9 @@ impl Calibration {
                 s.latency.p95_ms,
                 s.latency.count
             );
+            if let Some(c) = &s.choice {
+                let _ = writeln!(out, "           {}", describe_choice(c));
+            }
         }
         out
     }
@@ -450,6 +474,39 @@ fn certify(
             }))
         }
     }
+}
+
+/// A stage's choice and the medians of what it was chosen from, for the report:
+/// `chose plain, 1 thread of: plain, 1 thread 30.12 ms <-, conv_nhwc, 1 thread 30.80 ms`.
+fn describe_choice(c: &StageChoice) -> String {
+    let chosen = |v: &crate::tune::Variant| {
+        v.conv_nhwc == c.conv_nhwc && c.threads.is_none_or(|t| t == v.threads)
+    };
+    let of: Vec<String> = c
+        .measured
+        .iter()
+        .map(|v| {
+            format!(
+                "{} {:.2} ms{}",
+                v.describe(),
+                v.median_ms,
+                if chosen(v) { " <-" } else { "" }
+            )
+        })
+        .collect();
+    let threads = c.threads.map_or("threads not measured".to_string(), |t| {
+        format!("at most {t} thread{}", if t == 1 { "" } else { "s" })
+    });
+    format!(
+        "chose conv_nhwc {}, {threads}; medians of {} interleaved rounds: {}",
+        if c.conv_nhwc { "on" } else { "off" },
+        if c.measured.len() > 1 {
+            crate::tune::VARIANT_ROUNDS
+        } else {
+            1
+        },
+        of.join(", ")
+    )
 }
 
 /// A readable excerpt of the curve: about 15 evenly spaced rows plus the chosen one.

@@ -7,7 +7,8 @@
 //!
 //! - [`DataSpec`], [`Dataset`]: labelled folders, decoded one way for every pipeline;
 //! - [`evaluate`]: accuracy and latency of a cascade over a folder;
-//! - [`measure_stage`]: what a stage costs here (latency, energy);
+//! - [`measure_stage`]: what a stage costs here (latency, energy); [`measure_choices`]: which
+//!   way of compiling and running it is fastest here;
 //! - [`curve`]: the accuracy/cost curve over thresholds, replayed from per-image records,
 //!   and the threshold for a [`Target`] (a [`Budget`] or an accuracy), picked by the one
 //!   rule in [`tradeoff`];
@@ -28,9 +29,14 @@ pub mod tradeoff;
 pub use bounds::{Bounds, Confidence};
 pub use budget::{Budget, Target};
 pub use calibrate::{Calibration, CalibrationPlan};
-pub use cost::{measure_stage, CostOptions, StageCost};
+pub use cost::{
+    choose_variant, measure_choices, measure_stage, Choices, Chosen, CostOptions, StageCost,
+    Variant, TIE_TOLERANCE, VARIANT_ROUNDS,
+};
 pub use curve::{CurvePoint, Reference};
 pub use dataset::{DataSpec, Dataset, Decoded, LayoutKind, Sample};
 pub use eval::{evaluate, EvalRecord, EvalReport, EvalSummary, Load};
 pub use latency::Latency;
-pub use profile::{cpu_model, now_rfc3339, sha256_file, FitReport, HeldOut, Profile, ProfileStage};
+pub use profile::{
+    cpu_model, now_rfc3339, sha256_file, FitReport, HeldOut, Profile, ProfileStage, StageChoice,
+};

@@ -13,11 +13,11 @@ use sha2::{Digest, Sha256};
 use crate::energy::EnergyPerRun;
 use crate::error::{one_line, Error, Result};
 use crate::runtime::CascadeBuilder;
-use crate::runtime::ModelSpec;
+use crate::runtime::{LoadOptions, ModelSpec, Threads};
 use crate::runtime::{Metric, Threshold};
 use crate::tune::curve::{CurvePoint, Reference};
-use crate::tune::Latency;
 use crate::tune::{Bounds, Target};
+use crate::tune::{Latency, Variant};
 
 /// A saved calibration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +61,38 @@ pub struct ProfileStage {
     pub latency: Latency,
     /// Energy per run, where a meter or a board power model was present.
     pub energy: Option<EnergyPerRun>,
+    /// How the stage is compiled and run, chosen by measuring the alternatives on the
+    /// calibrating machine; the latency and energy above are the winner's. Profiles
+    /// written before calibration measured these have none, and run as the command line
+    /// says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<StageChoice>,
+}
+
+/// What won for one stage, and the alternatives measured against it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageChoice {
+    /// tract's `conv_nhwc` rewrite on or off (measured, or as given to `calibrate`).
+    pub conv_nhwc: bool,
+    /// At most this many threads for the stage (a [`crate::runtime::ThreadCap`]); `None`
+    /// when thread counts were not measured (calibration ran on one thread).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// Every variant measured, with its median latency, so a reader sees the margin.
+    #[serde(default)]
+    pub measured: Vec<Variant>,
+}
+
+impl StageChoice {
+    /// The load options that apply the choice. A thread count this machine refuses (more
+    /// than [`Threads::MAX_PER_CORE`] per core: a profile from a larger board) caps
+    /// nothing, as a cap at or above the count in effect caps nothing.
+    pub fn options(&self) -> LoadOptions {
+        LoadOptions {
+            conv_nhwc: self.conv_nhwc,
+            threads: self.threads.and_then(|n| Threads::new(n).ok()),
+        }
+    }
 }
 
 /// What calibration aimed at and what it reached.
@@ -229,6 +261,12 @@ impl Profile {
             )));
         }
         for stage in &profile.stages {
+            if let Some(0) = stage.choice.as_ref().and_then(|c| c.threads) {
+                return Err(bad(format!(
+                    "{} is to run on 0 threads; a stage needs at least one",
+                    stage.model.display()
+                )));
+            }
             if !(stage.sha256.len() == 64 && stage.sha256.bytes().all(|b| b.is_ascii_hexdigit())) {
                 return Err(bad(format!(
                     "the hash of {} is not a SHA-256 hash (64 hex digits): {:?}",
@@ -240,13 +278,15 @@ impl Profile {
         Ok(profile)
     }
 
-    /// A cascade builder with the profile's stages, metric and thresholds.
+    /// A cascade builder with the profile's stages, metric and thresholds, each stage
+    /// compiled and run as its measured choice says (where the profile has one).
     pub fn builder(&self) -> CascadeBuilder {
         self.stages
             .iter()
             .fold(CascadeBuilder::new(), |b, s| {
                 b.stage(ModelSpec {
                     input_size: s.input_size,
+                    options: s.choice.as_ref().map(StageChoice::options),
                     ..ModelSpec::new(&s.model)
                 })
             })
@@ -301,6 +341,7 @@ mod tests {
         let stage = |p: &Path| ProfileStage {
             model: p.to_path_buf(),
             input_size: None,
+            choice: None,
             sha256: sha256_file(p).unwrap(),
             load_ms: 80.0,
             latency: Latency {
@@ -379,6 +420,88 @@ mod tests {
         assert_eq!(back, p);
         let sizes: Vec<_> = back.builder().stages.iter().map(|s| s.input_size).collect();
         assert_eq!(sizes, [Some(192), None]);
+    }
+
+    #[test]
+    fn measured_choices_are_kept_and_the_builder_applies_them_per_stage() {
+        let d = tempfile::tempdir().unwrap();
+        let mut p = profile(d.path());
+        let variant = |conv_nhwc, threads, median_ms| Variant {
+            conv_nhwc,
+            threads,
+            median_ms,
+        };
+        p.stages[0].choice = Some(StageChoice {
+            conv_nhwc: false,
+            threads: Some(1),
+            measured: vec![
+                variant(false, 1, 20.0),
+                variant(false, 2, 19.9),
+                variant(true, 1, 20.3),
+                variant(true, 2, 20.1),
+            ],
+        });
+        p.stages[1].choice = Some(StageChoice {
+            conv_nhwc: true,
+            threads: None,
+            measured: vec![variant(false, 1, 40.0), variant(true, 1, 30.0)],
+        });
+        let path = d.path().join("profile.toml");
+        p.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("[stages.choice]"), "{text}");
+        assert!(text.contains("median_ms = 19.9"), "{text}");
+        let back = Profile::load(&path).unwrap();
+        assert_eq!(back, p);
+        let options: Vec<_> = back.builder().stages.iter().map(|s| s.options).collect();
+        assert_eq!(
+            options,
+            [
+                Some(LoadOptions {
+                    conv_nhwc: false,
+                    threads: Some(Threads::ONE)
+                }),
+                Some(LoadOptions {
+                    conv_nhwc: true,
+                    threads: None
+                }),
+            ]
+        );
+        // The user's explicit --conv-nhwc wins over the measured choice, and keeps the cap.
+        let forced = back.builder().conv_nhwc(true);
+        assert_eq!(
+            forced.stages[0].options,
+            Some(LoadOptions {
+                conv_nhwc: true,
+                threads: Some(Threads::ONE)
+            })
+        );
+        assert!(forced.options.conv_nhwc);
+        // A stage on no thread at all is refused.
+        let zero = text.replacen(
+            "[stages.choice]\nconv_nhwc = false\nthreads = 1\n",
+            "[stages.choice]\nconv_nhwc = false\nthreads = 0\n",
+            1,
+        );
+        assert_ne!(zero, text);
+        let err = Profile::parse(&zero, &path).unwrap_err().to_string();
+        assert!(err.contains("0 threads"), "{err}");
+    }
+
+    #[test]
+    fn a_profile_from_before_measured_choices_still_loads_and_runs_as_told() {
+        let d = tempfile::tempdir().unwrap();
+        let p = profile(d.path());
+        assert!(p.stages.iter().all(|s| s.choice.is_none()));
+        let path = d.path().join("profile.toml");
+        p.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("choice"), "{text}");
+        let back = Profile::load(&path).unwrap();
+        assert_eq!(back, p);
+        let builder = back.builder();
+        assert!(builder.stages.iter().all(|s| s.options.is_none()));
+        assert_eq!(builder.options, LoadOptions::default());
     }
 
     #[test]

@@ -301,3 +301,112 @@ fn held_out_bounds_are_reported_and_a_guarantee_refuses_what_it_cannot_promise()
     ));
     common::assert_fails_with(&out, "cannot be used with");
 }
+
+/// Calibration measures each stage with tract's `conv_nhwc` rewrite on and off, at one
+/// thread and at two, records what won and the medians of all four, and `--profile` loads
+/// each stage the way its choice says (checked on the loaded cascade's options, not its
+/// speed). An explicit `--conv-nhwc` on one thread leaves nothing to measure: the profile
+/// records the one variant that ran.
+#[test]
+fn a_calibrated_profile_records_each_stages_choice_and_loading_it_applies_them() {
+    use cascade::tune::{choose_variant, Profile, TIE_TOLERANCE};
+    use cascade::{LoadOptions, Threads};
+
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("p.toml");
+    let profile_s = profile.display().to_string();
+    let (l0, l2, d) = (
+        path("efficientnet-lite0"),
+        path("efficientnet-lite2"),
+        data(),
+    );
+    // Two threads (the suite's helper runs one), so one thread is measured against two.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .args(["--threads", "2"])
+        .args(calibrate_args(
+            &["--budget-ms=100000", "-o", &profile_s],
+            &l0,
+            &l2,
+            &d,
+        ))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = Profile::load(&profile).unwrap();
+    for stage in &p.stages {
+        let choice = stage.choice.as_ref().expect("a choice per stage");
+        let mut measured: Vec<(bool, usize)> = choice
+            .measured
+            .iter()
+            .map(|v| (v.conv_nhwc, v.threads))
+            .collect();
+        measured.sort();
+        assert_eq!(measured, [(false, 1), (false, 2), (true, 1), (true, 2)]);
+        assert!(choice.measured.iter().all(|v| v.median_ms > 0.0));
+        let winner = choose_variant(&choice.measured, TIE_TOLERANCE).unwrap();
+        assert_eq!(
+            (choice.conv_nhwc, choice.threads),
+            (winner.conv_nhwc, Some(winner.threads))
+        );
+        // The report names the choice and every alternative's median.
+        let line = stdout
+            .lines()
+            .find(|l| l.contains("chose conv_nhwc"))
+            .unwrap_or_else(|| panic!("no choice in the report: {stdout}"));
+        assert!(
+            line.contains(" <-") && line.matches(" ms").count() == 4,
+            "{line}"
+        );
+    }
+
+    // --profile loads each stage as its choice says.
+    let loaded = p.builder().preload(true).build().unwrap();
+    for (stage, recorded) in loaded.stages().iter().zip(&p.stages) {
+        let choice = recorded.choice.as_ref().unwrap();
+        let want = LoadOptions {
+            conv_nhwc: choice.conv_nhwc,
+            threads: choice.threads.map(|t| Threads::new(t).unwrap()),
+        };
+        assert_eq!(stage.options(), want);
+        assert_eq!(stage.model().unwrap().options(), want);
+    }
+    drop(loaded);
+
+    // An explicit --conv-nhwc on one thread (the helper's): one variant, as given, and no thread cap.
+    let out = cascade(&calibrate_args(
+        &["--budget-ms=100000", "--conv-nhwc", "off", "-o", &profile_s],
+        &l0,
+        &l2,
+        &d,
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = Profile::load(&profile).unwrap();
+    for stage in &p.stages {
+        let choice = stage.choice.as_ref().unwrap();
+        assert_eq!((choice.conv_nhwc, choice.threads), (false, None));
+        let measured: Vec<_> = choice
+            .measured
+            .iter()
+            .map(|v| (v.conv_nhwc, v.threads))
+            .collect();
+        assert_eq!(measured, [(false, 1)]);
+    }
+    let built = p.builder().build().unwrap();
+    assert_eq!(
+        built.stages()[0].options(),
+        LoadOptions {
+            conv_nhwc: false,
+            threads: None
+        }
+    );
+}

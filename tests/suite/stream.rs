@@ -335,6 +335,7 @@ fn profile(dir: &Path, threshold: f32, with_energy: bool) -> PathBuf {
         ProfileStage {
             sha256: sha256_file(&path).unwrap(),
             input_size: None,
+            choice: None,
             model: path,
             load_ms: 500.0,
             latency: Latency {
