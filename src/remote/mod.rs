@@ -3,13 +3,19 @@
 //! larger model on a server the site already runs. The board preprocesses; only the tensor
 //! travels.
 //!
-//! This is the client and its checks (endpoint, token, timeouts, error bodies); running it
-//! as a cascade stage with a local fallback is the next step (see issue 15).
+//! - [`RestClient`]: the protocol (endpoint, token, timeouts, error bodies);
+//! - [`RemoteStage`]: a model on a server as a stage that falls back instead of failing,
+//!   backs off from a failing server and uses it again once it answers.
+//!
+//! Wiring [`RemoteStage`] into [`crate::Cascade`] (as `--stage URL`, in profiles) is the
+//! next step (issue 15).
 
 mod endpoint;
 mod rest;
+mod stage;
 mod token;
 
 pub use endpoint::Endpoint;
 pub use rest::{ModelMetadata, RestClient, TensorMetadata, Timeouts, BODY_SHOWN};
+pub use stage::{Outcome, RemoteStage, RemoteStats, Unanswered, FIRST_BACKOFF, MAX_BACKOFF};
 pub use token::Token;

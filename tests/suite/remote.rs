@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cascade::remote::{Endpoint, RestClient, Timeouts};
+use cascade::remote::{Endpoint, Outcome, RemoteStage, RestClient, Timeouts, Unanswered};
 use cascade::runtime::{LoadOptions, Model, Preprocessor};
 use cascade::{decode_file, Error, ModelSpec};
 
@@ -29,13 +29,18 @@ struct MlServer {
 
 impl MlServer {
     fn start() -> MlServer {
+        MlServer::start_on(free_port())
+    }
+
+    /// On a given HTTP port (a restart where the last one was).
+    fn start_on(http: u16) -> MlServer {
         let bin = common::root().join("target/tools/mlserver/bin/mlserver");
         assert!(
             bin.exists(),
             "{} is missing: run scripts/setup",
             bin.display()
         );
-        let (http, grpc, metrics) = (free_port(), free_port(), free_port());
+        let (grpc, metrics) = (free_port(), free_port());
         let child = Command::new(&bin)
             .args(["start", "."])
             .current_dir(common::root().join("models/mlserver"))
@@ -332,4 +337,181 @@ fn a_token_protected_server_takes_the_token_and_no_message_shows_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("t0ps3cret"));
+}
+
+const LITE2_SHAPE: [usize; 4] = [1, 3, 260, 260];
+
+fn tensor() -> Vec<f32> {
+    vec![0.1; LITE2_SHAPE.iter().product()]
+}
+
+fn unanswered_reason(o: Outcome) -> String {
+    match o {
+        Outcome::Unanswered(Unanswered::Failed { reason }) => reason,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_remote_stage_falls_back_while_its_server_is_down_and_uses_it_again_when_it_returns() {
+    let port = free_port();
+    let endpoint: Endpoint = format!("http://127.0.0.1:{port}/v2/models/efficientnet-lite2")
+        .parse()
+        .unwrap();
+    let client = || RestClient::new(endpoint.clone(), None, Timeouts::default());
+    // Not started: the stage still builds, and backs off instead of failing each input.
+    let mut stage = RemoteStage::connect(client(), LITE2_SHAPE).unwrap();
+    assert!(matches!(
+        stage.infer(&tensor()).unwrap(),
+        Outcome::Unanswered(Unanswered::BackingOff { .. })
+    ));
+    stage.retry_now();
+    let reason = unanswered_reason(stage.infer(&tensor()).unwrap());
+    assert!(reason.contains("cannot reach the server"), "{reason}");
+
+    // Started: answered (the shape is checked on first contact).
+    let server = MlServer::start_on(port);
+    stage.retry_now();
+    let Outcome::Answered(logits) = stage.infer(&tensor()).unwrap() else {
+        panic!("no answer from a ready server")
+    };
+    assert_eq!(logits.len(), 1000);
+    // Killed mid-stream: a fallback, then a back-off; restarted: answered again.
+    drop(server);
+    let reason = unanswered_reason(stage.infer(&tensor()).unwrap());
+    assert!(reason.contains("cannot reach the server"), "{reason}");
+    assert!(matches!(
+        stage.infer(&tensor()).unwrap(),
+        Outcome::Unanswered(Unanswered::BackingOff { .. })
+    ));
+    let _server = MlServer::start_on(port);
+    stage.retry_now();
+    assert!(matches!(
+        stage.infer(&tensor()).unwrap(),
+        Outcome::Answered(_)
+    ));
+    let s = stage.stats();
+    assert_eq!((s.answered, s.skipped), (2, 2), "{s:?}");
+    // Failed inputs: the one sent while nothing listened (its metadata) and the one after
+    // the kill; requests: the three inference requests sent.
+    assert_eq!((s.failed, s.requests), (2, 3), "{s:?}");
+}
+
+#[test]
+fn a_model_of_another_shape_is_a_clear_error_and_an_unready_model_a_fallback() {
+    let server = MlServer::start();
+    let e =
+        RemoteStage::connect(server.client("efficientnet-lite2"), [1, 3, 224, 224]).unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("takes FP32 [1, 3, 260, 260]"), "{text}");
+    assert!(text.contains("[1, 3, 224, 224]"), "{text}");
+    // A model the server does not have (yet): each input falls back with the status.
+    let mut stage = RemoteStage::connect(server.client("not-loaded"), LITE2_SHAPE).unwrap();
+    stage.retry_now();
+    let reason = unanswered_reason(stage.infer(&tensor()).unwrap());
+    assert!(reason.contains("HTTP 404"), "{reason}");
+}
+
+/// A stand-in server that answers metadata properly and inference as told: what real
+/// servers send when they fail (plain-text 5xx, FastAPI-style 422, malformed JSON) or
+/// answer late.
+fn fake_server(
+    status: u16,
+    content_type: &'static str,
+    body: &'static str,
+    delay: Duration,
+) -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut request_line = String::new();
+            let _ = reader.read_line(&mut request_line);
+            let mut length = 0usize;
+            loop {
+                let mut l = String::new();
+                if reader.read_line(&mut l).unwrap_or(0) == 0 || l == "\r\n" {
+                    break;
+                }
+                if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut sink = vec![0u8; length];
+            let _ = reader.read_exact(&mut sink);
+            let (status, content_type, body) = if request_line.starts_with("GET") {
+                (
+                    200,
+                    "application/json",
+                    r#"{"name":"m","inputs":[{"name":"input","datatype":"FP32","shape":[-1,3,260,260]}],"outputs":[]}"#,
+                )
+            } else {
+                std::thread::sleep(delay);
+                (status, content_type, body)
+            };
+            let mut conn = conn;
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn error_bodies_slow_answers_and_malformed_json_are_fallbacks_with_their_reason() {
+    let stage_on = |port: u16, timeouts: Timeouts| {
+        let endpoint: Endpoint = format!("http://127.0.0.1:{port}/v2/models/m")
+            .parse()
+            .unwrap();
+        RemoteStage::connect(RestClient::new(endpoint, None, timeouts), LITE2_SHAPE).unwrap()
+    };
+    let cases = [
+        (
+            500,
+            "text/plain",
+            "upstream exploded",
+            "HTTP 500: upstream exploded",
+        ),
+        (
+            422,
+            "application/json",
+            r#"{"detail":[{"loc":["body","inputs"],"msg":"field required"}]}"#,
+            "field required",
+        ),
+        (503, "application/json", "", "HTTP 503)"),
+        (
+            200,
+            "application/json",
+            "{not json",
+            "unreadable inference answer",
+        ),
+        (200, "application/json", r#"{"outputs":[]}"#, "no output"),
+    ];
+    for (status, content_type, body, expected) in cases {
+        let port = fake_server(status, content_type, body, Duration::ZERO);
+        let mut stage = stage_on(port, Timeouts::default());
+        let reason = unanswered_reason(stage.infer(&tensor()).unwrap());
+        assert!(reason.contains(expected), "{status} {body:?}: {reason}");
+    }
+    // Slower than the request timeout: a fallback that says so, not a stall.
+    let port = fake_server(
+        200,
+        "application/json",
+        r#"{"outputs":[]}"#,
+        Duration::from_secs(3),
+    );
+    let mut stage = stage_on(
+        port,
+        Timeouts {
+            connect: Duration::from_secs(1),
+            request: Duration::from_millis(300),
+        },
+    );
+    let reason = unanswered_reason(stage.infer(&tensor()).unwrap());
+    assert!(reason.contains("no answer in time"), "{reason}");
 }
