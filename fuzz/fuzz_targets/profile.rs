@@ -22,7 +22,12 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(profile.stages.len() >= 2);
     assert!(profile.stage_latencies_ms().len() == profile.stages.len());
-    assert!((0.0..=1.0).contains(&profile.threshold.get()));
+    let exits = profile.stages.len() - 1;
+    assert!(profile.thresholds.len() == 1 || profile.thresholds.len() == exits);
+    assert!(profile
+        .thresholds
+        .iter()
+        .all(|t| (0.0..=1.0).contains(&t.get())));
     match profile.calibration.target {
         Target::Budget(b) => assert!(valid(b), "{b:?}"),
         Target::MinAccuracy(a) => assert!(a > 0.0 && a <= 1.0, "accuracy {a}"),
@@ -41,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
     ];
     for (budget, costs) in budgets {
         let Some(costs) = costs else { continue };
-        let start = profile.threshold.get();
+        let start = profile.thresholds[0].get();
         if let Ok(mut c) = BudgetController::from_curve(&profile.curve, &costs, start, budget) {
             for cost in [0.0, 10.0, 1e9, f64::NAN, 35.0] {
                 c.observe(cost);
