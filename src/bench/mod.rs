@@ -14,8 +14,8 @@ mod measure;
 mod memory;
 mod plot;
 mod remote;
-pub use remote::{time_remote, RemoteTiming};
 pub use plot::AccuracyVsCost;
+pub use remote::{time_remote, RemoteTiming};
 mod throughput;
 
 use std::time::Duration;
