@@ -69,7 +69,8 @@ pub struct SearchArgs {
     /// Board power model for energy when no meter is present (see `calibrate --board`).
     #[arg(long, value_name = "NAME")]
     pub board: Option<String>,
-    /// Folder for search.md, search.csv, search.json and search.svg.
+    /// Folder for search.md, search.csv, search.json, search.svg and records.json (the
+    /// per-candidate runs, for --records).
     #[arg(long, value_name = "DIR", default_value = "search")]
     pub out: PathBuf,
     /// Where to write the best cascade's profile (for --profile).
