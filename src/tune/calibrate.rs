@@ -394,8 +394,9 @@ impl Calibration {
             });
             let _ = writeln!(
                 out,
-                "stage {i}    {}: {:.2} ms mean, {:.2} median, {:.2} p95 over {} runs{energy}",
+                "stage {i}    {}{}: {:.2} ms mean, {:.2} median, {:.2} p95 over {} runs{energy}",
                 s.model.display(),
+                s.input_size.map_or(String::new(), |size| format!("@{size}")),
                 s.latency.mean_ms,
                 s.latency.p50_ms,
                 s.latency.p95_ms,
