@@ -396,7 +396,8 @@ impl Calibration {
                 out,
                 "stage {i}    {}{}: {:.2} ms mean, {:.2} median, {:.2} p95 over {} runs{energy}",
                 s.model.display(),
-                s.input_size.map_or(String::new(), |size| format!("@{size}")),
+                s.input_size
+                    .map_or(String::new(), |size| format!("@{size}")),
                 s.latency.mean_ms,
                 s.latency.p50_ms,
                 s.latency.p95_ms,
