@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use cascade::energy::Board;
 use cascade::tune::calibrate::{self, CalibrationPlan, Progress, DEFAULT_HOLDOUT};
 use cascade::tune::curve;
-use cascade::tune::{Budget, Choices, Confidence, Target};
+use cascade::tune::{Choices, Confidence, Target};
 use cascade::{Metric, ModelSpec, Threads};
 
 use super::output::{line, progress_bar, status};
@@ -66,15 +66,12 @@ pub struct CalibrateArgs {
 }
 
 pub fn run(args: CalibrateArgs, threads: Threads) -> CliResult<ExitCode> {
-    let target = match (args.budget_ms, args.budget_mj, args.min_accuracy) {
-        (Some(ms), _, _) => Target::Budget(Budget::latency_ms(ms)?),
-        (_, Some(mj), _) => Target::Budget(Budget::energy_mj(mj)?),
-        (_, _, Some(a)) => Target::min_accuracy(a)?,
-        _ => {
-            let msg = "give --budget-ms, --budget-mj or --min-accuracy";
-            return Err(cascade::Error::InvalidArgument(msg.into()).into());
-        }
-    };
+    let target = Target::from_flags(args.budget_ms, args.budget_mj, args.min_accuracy)?
+        .ok_or_else(|| {
+            cascade::Error::InvalidArgument(
+                "give --budget-ms, --budget-mj or --min-accuracy".into(),
+            )
+        })?;
     let plan = CalibrationPlan {
         metric: args.metric,
         options: args.conv_nhwc.load_options(),

@@ -11,7 +11,7 @@ use cascade::search::{
 };
 use cascade::tune::calibrate::DEFAULT_HOLDOUT;
 use cascade::tune::DataSpec;
-use cascade::tune::{Budget, Confidence, Target};
+use cascade::tune::{Confidence, Target};
 use cascade::{Metric, ModelSpec, Threads};
 
 use super::output::{line, progress_bar, status};
@@ -89,12 +89,7 @@ pub struct SearchArgs {
 }
 
 pub fn run(args: SearchArgs, threads: Threads) -> CliResult<ExitCode> {
-    let target = match (args.budget_ms, args.budget_mj, args.min_accuracy) {
-        (Some(ms), _, _) => Some(Target::Budget(Budget::latency_ms(ms)?)),
-        (_, Some(mj), _) => Some(Target::Budget(Budget::energy_mj(mj)?)),
-        (_, _, Some(a)) => Some(Target::min_accuracy(a)?),
-        _ => None,
-    };
+    let target = Target::from_flags(args.budget_ms, args.budget_mj, args.min_accuracy)?;
     if args.output.is_some() && target.is_none() {
         let msg = "--output writes the best cascade's profile: give --budget-ms, --budget-mj or --min-accuracy";
         return Err(cascade::Error::InvalidArgument(msg.into()).into());

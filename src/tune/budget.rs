@@ -107,6 +107,21 @@ impl Target {
             )))
         }
     }
+
+    /// The target the command-line flags name (`--budget-ms`, `--budget-mj`,
+    /// `--min-accuracy`; the first given wins), checked; `None` when none is given.
+    pub fn from_flags(
+        budget_ms: Option<f64>,
+        budget_mj: Option<f64>,
+        min_accuracy: Option<f64>,
+    ) -> Result<Option<Target>> {
+        Ok(match (budget_ms, budget_mj, min_accuracy) {
+            (Some(ms), _, _) => Some(Target::Budget(Budget::latency_ms(ms)?)),
+            (_, Some(mj), _) => Some(Target::Budget(Budget::energy_mj(mj)?)),
+            (_, _, Some(a)) => Some(Target::min_accuracy(a)?),
+            _ => None,
+        })
+    }
 }
 
 impl Target {
