@@ -583,30 +583,28 @@ fn certify(
     if let Target::MinAccuracy(_) = target {
         order.reverse(); // The front is cheapest (and least accurate) first.
     }
-    let checked = |i: usize| held_out(held, reference, costs, &front[i], confidence);
+    // Each tested point's held-out figures, kept: the pick among those that passed reads
+    // them again instead of replaying the held-out images twice.
+    let mut tested: Vec<(usize, CascadePoint)> = Vec::new();
     let passed = fixed_sequence(
         &order,
         |i| {
-            checked(i)?
-                .bounds
-                .ok_or_else(|| Error::Internal("no bounds".into()))
+            let h = held_out(held, reference, costs, &front[i], confidence)?;
+            tested.push((
+                i,
+                CascadePoint {
+                    stages: front[i].stages.clone(),
+                    point: h.point,
+                },
+            ));
+            h.bounds.ok_or_else(|| Error::Internal("no bounds".into()))
         },
         target,
     )?;
-    let on_held: Vec<(usize, CascadePoint)> = passed
-        .iter()
-        .map(|&i| {
-            checked(i).map(|h| {
-                (
-                    i,
-                    CascadePoint {
-                        stages: front[i].stages.clone(),
-                        point: h.point,
-                    },
-                )
-            })
-        })
-        .collect::<Result<_>>()?;
+    let on_held: Vec<(usize, CascadePoint)> = tested
+        .into_iter()
+        .filter(|(i, _)| passed.contains(i))
+        .collect();
     let points: Vec<CascadePoint> = on_held.iter().map(|(_, p)| p.clone()).collect();
     let best = match target {
         Target::Budget(_) => most_accurate_within(&points, f64::INFINITY),
