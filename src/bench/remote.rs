@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::input::RgbImage;
-use crate::remote::RestClient;
+use crate::remote::Client;
 use crate::runtime::{LoadOptions, Model, ModelSpec, Preprocessor};
 use crate::tune::Latency;
 
@@ -32,7 +32,7 @@ pub struct RemoteTiming {
 pub fn time_remote(
     spec: &ModelSpec,
     options: LoadOptions,
-    client: &RestClient,
+    client: &Client,
     image: &RgbImage,
     runs: usize,
 ) -> Result<RemoteTiming> {

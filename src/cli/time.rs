@@ -81,13 +81,13 @@ fn remote(
     endpoint: cascade::remote::Endpoint,
     image: &cascade::RgbImage,
 ) -> CliResult<ExitCode> {
-    use cascade::remote::{RestClient, Timeouts, Token};
+    use cascade::remote::{Client, Timeouts, Token};
     let token = match (&args.token_file, &args.token_env) {
         (Some(f), _) => Some(Token::from_file(f)?),
         (_, Some(v)) => Some(Token::from_env(v)?),
         _ => None,
     };
-    let client = RestClient::new(endpoint, token, Timeouts::default());
+    let client = Client::new(endpoint, token, Timeouts::default())?;
     let t = bench::time_remote(
         &ModelSpec::new(&args.model),
         args.conv_nhwc.load_options(),

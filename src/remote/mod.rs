@@ -3,18 +3,21 @@
 //! larger model on a server the site already runs. The board preprocesses; only the tensor
 //! travels.
 //!
-//! - [`RestClient`]: the protocol (endpoint, token, timeouts, error bodies);
+//! - [`Client`]: the protocol over its bindings ([`RestClient`]: endpoint, token,
+//!   timeouts, error bodies);
 //! - [`RemoteStage`]: a model on a server as a stage that falls back instead of failing,
 //!   backs off from a failing server and uses it again once it answers.
 //!
 //! Wiring [`RemoteStage`] into [`crate::Cascade`] (as `--stage URL`, in profiles) is the
 //! next step (issue 15).
 
+mod client;
 mod endpoint;
 mod rest;
 mod stage;
 mod token;
 
+pub use client::Client;
 pub use endpoint::Endpoint;
 pub use rest::{ModelMetadata, RestClient, TensorMetadata, Timeouts, BODY_SHOWN};
 pub use stage::{Outcome, RemoteStage, RemoteStats, Unanswered, FIRST_BACKOFF, MAX_BACKOFF};

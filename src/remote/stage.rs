@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::remote::RestClient;
+use crate::remote::Client;
 
 /// The first pause after a failure: long enough not to pay a timeout on every input of a
 /// stream while a server is down, short enough to notice a restart quickly.
@@ -51,7 +51,7 @@ pub struct RemoteStats {
 /// A model on an Open Inference Protocol server, used as a stage. See the module docs.
 #[derive(Debug)]
 pub struct RemoteStage {
-    client: RestClient,
+    client: Client,
     /// The local preprocessing's tensor shape, which the server's model must take.
     shape: [usize; 4],
     /// The server's input name, once its metadata has been read and checked.
@@ -66,9 +66,9 @@ impl RemoteStage {
     /// answers now, its metadata is checked at once: a model that takes another shape, or
     /// declares no input, is an error here, not a fallback on every input later. When it
     /// does not answer, the stage starts backing off and checks on first contact.
-    pub fn connect(client: RestClient, shape: [usize; 4]) -> Result<RemoteStage> {
+    pub fn connect(client: impl Into<Client>, shape: [usize; 4]) -> Result<RemoteStage> {
         let mut stage = RemoteStage {
-            client,
+            client: client.into(),
             shape,
             input: None,
             backoff: None,
@@ -183,7 +183,7 @@ impl RemoteStage {
         self.stats
     }
 
-    pub fn client(&self) -> &RestClient {
+    pub fn client(&self) -> &Client {
         &self.client
     }
 }

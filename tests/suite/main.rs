@@ -14,6 +14,7 @@ mod cli;
 mod decode;
 mod embed;
 mod full_set;
+mod mlserver;
 mod models;
 mod remote;
 mod search;
