@@ -227,7 +227,7 @@ pub fn measure(
             .stages()
             .first()
             .and_then(|s| s.model())
-            .map_or_else(|| spec.path.display().to_string(), |m| m.name().to_string());
+            .map_or_else(|| spec.label(), |m| m.name().to_string());
         let mut run = run_once(
             &name,
             &mut single,

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::runtime::{Cascade, CascadeBuilder};
 use crate::runtime::{Threads, Workers};
 use crate::tune::DataSpec;
-use crate::tune::{cpu_model, now_rfc3339, sha256_file};
+use crate::tune::{cpu_model, now_rfc3339, sha256_of};
 
 pub use compare::{Axis, Comparison, Cost, Point};
 pub use inference::{time_inference, InferenceTiming, MAX_RUNS};
@@ -174,8 +174,8 @@ pub fn run(plan: &BenchPlan, mut progress: impl FnMut(Progress)) -> Result<Repor
         .iter()
         .map(|s| {
             Ok(ModelFile {
-                path: s.path.display().to_string(),
-                sha256: sha256_file(&s.path)?,
+                path: s.label(),
+                sha256: sha256_of(s)?,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -56,7 +56,7 @@ pub fn measure(
     for c in 0..configs {
         let (name, mut cascade) = match builder.stages.get(c) {
             Some(spec) => (
-                format!("alone: {}", spec.path.display()),
+                format!("alone: {spec}"),
                 Cascade::single(spec.clone(), builder.options)?,
             ),
             None => (

@@ -8,17 +8,19 @@ use cascade::energy::Board;
 use cascade::tune::calibrate::{self, CalibrationPlan, Progress, DEFAULT_HOLDOUT};
 use cascade::tune::curve;
 use cascade::tune::{Choices, Confidence, Target};
-use cascade::{Metric, ModelSpec, Threads};
+use cascade::{CascadeBuilder, Metric, ModelSpec, Threads};
 
 use super::output::{line, progress_bar, status};
-use super::{CliResult, DataArgs, Toggle};
+use super::{CliResult, DataArgs, RemoteArgs, Toggle};
 
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("target").required(true).args(["budget_ms", "budget_mj", "min_accuracy"]))]
 pub struct CalibrateArgs {
     /// A cascade stage, cheapest first; repeat for each stage (at least two). `MODEL@SIZE`
     /// runs it at a square input of SIZE pixels.
-    #[arg(long = "stage", value_name = "MODEL.onnx[@SIZE]", required = true)]
+    /// A URL, http(s)://HOST:PORT/v2/models/NAME, is a model on a server: its round trip
+    /// from here is what is measured.
+    #[arg(long = "stage", value_name = "MODEL.onnx[@SIZE]|URL", required = true)]
     pub stages: Vec<ModelSpec>,
     /// Confidence metric the threshold applies to.
     #[arg(long, default_value = "max-prob")]
@@ -63,6 +65,8 @@ pub struct CalibrateArgs {
     /// the faster (a near-tie keeps it off); on or off skips measuring it.
     #[arg(long, value_enum, default_value_t = Toggle::Auto)]
     pub conv_nhwc: Toggle,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 pub fn run(args: CalibrateArgs, threads: Threads) -> CliResult<ExitCode> {
@@ -72,6 +76,12 @@ pub fn run(args: CalibrateArgs, threads: Threads) -> CliResult<ExitCode> {
                 "give --budget-ms, --budget-mj or --min-accuracy".into(),
             )
         })?;
+    let stages = CascadeBuilder {
+        stages: args.stages.clone(),
+        ..CascadeBuilder::new()
+    }
+    .served_manifests(&args.remote.manifests)?
+    .stages;
     let plan = CalibrationPlan {
         metric: args.metric,
         options: args.conv_nhwc.load_options(),
@@ -85,7 +95,8 @@ pub fn run(args: CalibrateArgs, threads: Threads) -> CliResult<ExitCode> {
         guarantee: args.guarantee,
         board: Board::select(args.board.as_deref())?,
         threads,
-        ..CalibrationPlan::new(args.stages.clone(), args.data.spec(), target)
+        access: args.remote.access()?,
+        ..CalibrationPlan::new(stages, args.data.spec(), target)
     };
     // Before an hour of measuring, not after it.
     let csv_path = args

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use cascade::remote::{Access, TokenSource};
 use cascade::tune::DataSpec;
 use cascade::tune::Profile;
 use cascade::{Cascade, CascadeBuilder, LoadOptions, Metric, ModelSpec, Threads, Threshold};
@@ -73,7 +74,10 @@ pub struct CascadeArgs {
     pub profile: Option<PathBuf>,
     /// A cascade stage, cheapest first; repeat for each stage (at least two). `@SIZE` runs
     /// the model at another square input size (e.g. models/efficientnet-lite0.onnx@192).
-    #[arg(long = "stage", value_name = "MODEL.onnx[@SIZE]")]
+    /// A URL, http(s)://HOST:PORT/v2/models/NAME, is a model on an Open Inference Protocol
+    /// server (KServe, MLServer, Triton): the board preprocesses, only the tensor travels,
+    /// and an input the server does not answer is answered by the stage before it.
+    #[arg(long = "stage", value_name = "MODEL.onnx[@SIZE]|URL")]
     pub stages: Vec<ModelSpec>,
     /// Exit threshold: one for every stage, or repeat once per stage but the last [default: 0.7].
     #[arg(long = "threshold", value_name = "T")]
@@ -85,6 +89,44 @@ pub struct CascadeArgs {
     /// on for x86_64), or on/off for every stage.
     #[arg(long, value_enum, default_value_t = Toggle::Auto)]
     pub conv_nhwc: Toggle,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// How stages on servers (`--stage URL`) are reached and fed.
+#[derive(Debug, clap::Args)]
+pub struct RemoteArgs {
+    /// The manifest of a stage on a server (input size, layout, normalization, labels:
+    /// how the board preprocesses for it); repeat once per served stage, in order.
+    /// Without one, the input is as the server's metadata declares it, with ImageNet
+    /// normalization assumed.
+    #[arg(long = "manifest", value_name = "FILE")]
+    pub manifests: Vec<PathBuf>,
+    /// The servers' bearer token, from the first line of this file (never on the command
+    /// line, never logged or written into a profile).
+    #[arg(long, value_name = "FILE", conflicts_with = "token_env")]
+    pub token_file: Option<PathBuf>,
+    /// The servers' bearer token, from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// Most milliseconds a request to a server may take; past it, the input is answered by
+    /// the stage before [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub remote_timeout_ms: Option<u64>,
+}
+
+impl RemoteArgs {
+    pub fn access(&self) -> cascade::Result<Access> {
+        let token = match (&self.token_file, &self.token_env) {
+            (Some(file), _) => Some(TokenSource::File(file.clone())),
+            (_, Some(var)) => Some(TokenSource::Env(var.clone())),
+            _ => None,
+        };
+        Access::new(
+            token.as_ref(),
+            self.remote_timeout_ms.map(Duration::from_millis),
+        )
+    }
 }
 
 /// [`CascadeArgs`] or one `--model`, with residency options: what classify, eval and
@@ -162,6 +204,9 @@ impl CascadeArgs {
                 None,
             ),
         };
+        let builder = builder
+            .served_manifests(&self.remote.manifests)?
+            .access(self.remote.access()?);
         // An explicit on or off wins over a profile's measured choice; auto keeps it.
         let builder = builder.load_options(self.conv_nhwc.load_options());
         let builder = match self.conv_nhwc.chosen() {

@@ -73,6 +73,7 @@ pub fn decision_json(cascade: &Cascade, d: &Decision) -> Value {
         "exit_stage": d.exit_stage,
         "cut_short": d.cut_short.map(|c| c.name()),
         "latency_ms": ms(d.compute_time()),
+        "unanswered_ms": (!d.unanswered.is_zero()).then(|| ms(d.unanswered)),
         "top": top,
         "stages": stages,
     })

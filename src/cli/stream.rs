@@ -243,6 +243,7 @@ fn answered_text(
     let early = match a.answered_by {
         AnsweredBy::Deadline => ", answered early for the deadline",
         AnsweredBy::Memory => ", answered early: the next stage does not fit the memory budget",
+        AnsweredBy::Unanswered => ", answered here: the server of the next stage did not answer",
         _ => "",
     };
     let dropped = if dropped > 0 {
@@ -274,6 +275,7 @@ fn summary_json(s: &Summary) -> serde_json::Value {
         "unfinished": s.unfinished,
         "cut_short": s.cut_short,
         "over_memory": s.over_memory,
+        "unanswered": s.unanswered,
         "input_fps": s.input_fps,
         "fps": s.fps,
         "exit_shares": s.exit_shares,

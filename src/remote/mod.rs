@@ -8,17 +8,20 @@
 //! - [`RemoteStage`]: a model on a server as a stage that falls back instead of failing,
 //!   backs off from a failing server and uses it again once it answers.
 //!
-//! Wiring [`RemoteStage`] into [`crate::Cascade`] (as `--stage URL`, in profiles) is the
-//! next step (issue 15).
+//! - [`ServedModel`]: a served model as a cascade stage sees it (its input, from a manifest
+//!   or the server's metadata; its classes); [`crate::runtime::Stage`] runs one wherever a
+//!   stage's [`crate::runtime::Location`] is a URL (`--stage URL`, profiles).
 
 mod client;
 mod endpoint;
 mod rest;
+mod served;
 mod stage;
 mod token;
 
 pub use client::Client;
 pub use endpoint::Endpoint;
 pub use rest::{ModelMetadata, RestClient, TensorMetadata, Timeouts, BODY_SHOWN};
+pub use served::{Access, ServedModel, TokenSource};
 pub use stage::{Outcome, RemoteStage, RemoteStats, Unanswered, FIRST_BACKOFF, MAX_BACKOFF};
 pub use token::Token;

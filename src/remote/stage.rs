@@ -28,6 +28,18 @@ pub enum Unanswered {
     BackingOff { retry_in_ms: u64 },
 }
 
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unanswered::Failed { reason } => f.write_str(reason),
+            Unanswered::BackingOff { retry_in_ms } => write!(
+                f,
+                "the server failed recently; not asked again for {retry_in_ms} ms"
+            ),
+        }
+    }
+}
+
 /// What asking the remote stage gave.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::input::RgbImage;
 use crate::memory::MemoryBudget;
+use crate::remote::{Access, Unanswered};
 use crate::runtime::Labels;
 use crate::runtime::Stage;
 use crate::runtime::{ExitRule, Metric, Ranked, Summary, Threshold, TOP_K};
@@ -45,6 +46,9 @@ pub enum CutShort {
     Deadline,
     /// The next stage does not fit the memory budget beside the resident ones.
     Memory,
+    /// The next stage is on a server that did not answer (down, slow, not ready, an
+    /// error, or backing off after failures).
+    Unanswered,
 }
 
 impl CutShort {
@@ -53,6 +57,7 @@ impl CutShort {
         match self {
             CutShort::Deadline => "deadline",
             CutShort::Memory => "memory",
+            CutShort::Unanswered => "unanswered",
         }
     }
 }
@@ -71,14 +76,22 @@ pub struct Decision {
     /// Every executed stage, in order; the last one is the exit stage.
     pub stages: heapless::Vec<StageRun, MAX_STAGES>,
     /// Set when the exit rule wanted a later stage that the deadline or the memory budget
-    /// did not allow.
+    /// did not allow, or that was on a server that did not answer.
     pub cut_short: Option<CutShort>,
+    /// Time spent on a stage that gave no answer (a served model's failed request), which
+    /// `stages` does not hold.
+    pub unanswered: Duration,
 }
 
 impl Decision {
-    /// Preprocessing plus inference over all executed stages (load time excluded).
+    /// Preprocessing plus inference over all executed stages, and any time spent waiting
+    /// on a server that did not answer (load time excluded).
     pub fn compute_time(&self) -> Duration {
-        self.stages.iter().map(|s| s.preprocess + s.inference).sum()
+        self.stages
+            .iter()
+            .map(|s| s.preprocess + s.inference)
+            .sum::<Duration>()
+            + self.unanswered
     }
 
     /// Load time paid during this input, if any stage was loaded for it.
@@ -120,6 +133,8 @@ pub struct CascadeBuilder {
     /// The memory the models must keep within; `None` means the process's
     /// ([`MemoryBudget::current`]).
     pub memory: Option<MemoryBudget>,
+    /// How stages on servers are reached (token, timeouts).
+    pub access: Access,
 }
 
 impl Default for CascadeBuilder {
@@ -139,6 +154,7 @@ impl CascadeBuilder {
             check: false,
             release_after_idle: None,
             memory: None,
+            access: Access::default(),
         }
     }
 
@@ -200,6 +216,37 @@ impl CascadeBuilder {
         self
     }
 
+    /// How stages on servers are reached: the token and the timeouts.
+    pub fn access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// Gives the served stages (`--stage URL`), in order, their manifests: how the board
+    /// preprocesses for each. As many manifests as served stages, or none (each input is
+    /// then as its server's metadata declares, with ImageNet normalization assumed).
+    pub fn served_manifests(mut self, manifests: &[std::path::PathBuf]) -> Result<Self> {
+        if manifests.is_empty() {
+            return Ok(self);
+        }
+        let served: Vec<&mut ModelSpec> = self
+            .stages
+            .iter_mut()
+            .filter(|s| s.endpoint().is_some())
+            .collect();
+        if served.len() != manifests.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} manifest(s) for {} stage(s) on a server: give one per served stage, in order",
+                manifests.len(),
+                served.len()
+            )));
+        }
+        for (spec, manifest) in served.into_iter().zip(manifests) {
+            spec.manifest = Some(manifest.clone());
+        }
+        Ok(self)
+    }
+
     /// Keep the models within `budget` instead of the process's memory budget.
     pub fn memory(mut self, budget: MemoryBudget) -> Self {
         self.memory = Some(budget);
@@ -253,6 +300,7 @@ impl CascadeBuilder {
             self.options,
             self.memory.unwrap_or_else(MemoryBudget::current),
             self.release_after_idle,
+            &self.access,
         )?;
         cascade.warn_about_stages_that_never_fit();
         if self.preload {
@@ -265,6 +313,16 @@ impl CascadeBuilder {
         }
         Ok(cascade)
     }
+}
+
+/// What running one stage on one input gave.
+enum Ran {
+    Answered(StageRun, Summary),
+    /// A served stage gave no answer, after `spent` (preprocessing and the request).
+    Unanswered {
+        why: Unanswered,
+        spent: Duration,
+    },
 }
 
 /// A cascade of classifiers with exit rules; see the module docs.
@@ -292,6 +350,7 @@ impl Cascade {
             options,
             MemoryBudget::current(),
             None,
+            &Access::default(),
         )
     }
 
@@ -303,21 +362,25 @@ impl Cascade {
         options: LoadOptions,
         memory: MemoryBudget,
         release_after_idle: Option<Duration>,
+        access: &Access,
     ) -> Result<Cascade> {
-        let mut stages: Vec<Stage> = specs.into_iter().map(|s| Stage::new(s, options)).collect();
+        let mut stages: Vec<Stage> = specs
+            .into_iter()
+            .map(|s| Stage::new(s, options, access))
+            .collect();
         let need = stages[0].footprint().load_peak;
         if need > memory.model_bytes() {
             return Err(Error::Memory(format!(
                 "{} needs about {} MB to load, more than the {} MB a {} MB budget leaves for \
                  models (see --max-memory-mb)",
-                stages[0].spec().path.display(),
+                stages[0].spec(),
                 need >> 20,
                 memory.model_bytes() >> 20,
                 memory.mb()
             )));
         }
         stages[0].load()?;
-        let num_classes = stages[0].model().map_or(0, |m| m.num_classes());
+        let num_classes = stages[0].num_classes().unwrap_or(0);
         Ok(Cascade {
             stages,
             rules,
@@ -361,11 +424,11 @@ impl Cascade {
                 log::warn!(
                     "{} needs about {} MB to load but a {} MB memory budget leaves {} MB beside \
                      {}: inputs deferred to it will be answered by the stage before it",
-                    stage.spec().path.display(),
+                    stage.spec(),
                     need >> 20,
                     self.memory.mb(),
                     room >> 20,
-                    first.spec().path.display()
+                    first.spec()
                 );
             }
         }
@@ -398,7 +461,7 @@ impl Cascade {
             let Some(j) = victim else {
                 log::debug!(
                     "{} refused: needs about {} MB to load, {} MB of the {} MB for models are in use",
-                    self.stages[i].spec().path.display(),
+                    self.stages[i].spec(),
                     need >> 20,
                     resident >> 20,
                     share >> 20
@@ -407,8 +470,8 @@ impl Cascade {
             };
             log::info!(
                 "releasing {} to make room for {} within the memory budget",
-                self.stages[j].spec().path.display(),
-                self.stages[i].spec().path.display()
+                self.stages[j].spec(),
+                self.stages[i].spec()
             );
             self.stages[j].release();
             self.released_for_memory += 1;
@@ -437,7 +500,7 @@ impl Cascade {
         Error::Memory(format!(
             "{} (about {} MB to load) does not fit the {} MB the memory budget leaves for \
              models beside the resident stages (see --max-memory-mb)",
-            self.stages[i].spec().path.display(),
+            self.stages[i].spec(),
             self.stages[i].footprint().load_peak >> 20,
             self.memory.model_bytes() >> 20
         ))
@@ -481,10 +544,17 @@ impl Cascade {
             .ok_or_else(|| Error::InvalidArgument(format!("no stage {i} in a {n}-stage cascade")))
     }
 
+    /// Checks that stage `i` outputs as many classes as stage 0 (when both are known: a
+    /// served model may declare none until it first answers, and is checked then).
     fn check_agrees(&mut self, i: usize) -> Result<()> {
-        let classes = self.stages[i].model().map_or(0, |m| m.num_classes());
-        if classes != self.num_classes {
-            let path = self.stages[i].spec().path.clone();
+        let Some(classes) = self.stages[i].num_classes() else {
+            return Ok(());
+        };
+        if self.num_classes == 0 && i == 0 {
+            self.num_classes = classes;
+        }
+        if classes != self.num_classes && self.num_classes != 0 {
+            let path = self.stages[i].spec().label().into();
             self.stages[i].release();
             return Err(Error::ModelShape {
                 path,
@@ -514,8 +584,33 @@ impl Cascade {
     ) -> Result<Decision> {
         let mut runs: heapless::Vec<StageRun, MAX_STAGES> = heapless::Vec::new();
         let mut spent = Duration::ZERO;
+        // The last stage that answered: what a served stage that does not answer falls
+        // back to.
+        let mut last: Option<Summary> = None;
         for i in 0..self.stages.len() {
-            let (run, summary) = self.run_stage(i, image)?;
+            let (run, summary) = match self.run_stage(i, image)? {
+                Ran::Answered(run, summary) => (run, summary),
+                Ran::Unanswered { why, spent: waited } => {
+                    let (Some(summary), Some(run)) = (last, runs.last().copied()) else {
+                        return Err(self.unanswered(i, &why));
+                    };
+                    log::debug!(
+                        "{} did not answer ({why}): stage {} answers",
+                        self.stages[i].spec(),
+                        i - 1
+                    );
+                    self.release_idle(i);
+                    return Ok(Decision {
+                        class: run.class,
+                        confidence: run.confidence,
+                        top: summary.top,
+                        exit_stage: run.stage,
+                        stages: runs,
+                        cut_short: Some(CutShort::Unanswered),
+                        unanswered: waited,
+                    });
+                }
+            };
             spent += run.preprocess + run.inference;
             let exits = match self.rules.get(i) {
                 Some(rule) => run.confidence >= rule.threshold.get(),
@@ -541,13 +636,26 @@ impl Cascade {
                     exit_stage: i,
                     stages: runs,
                     cut_short,
+                    unanswered: Duration::ZERO,
                 });
             }
+            last = Some(summary);
         }
         // The last stage has no exit rule and always answers, so this is never reached.
         Err(Error::Internal(
             "the cascade's last stage did not answer".into(),
         ))
+    }
+
+    /// The error for a served stage that did not answer with no stage before it to stand
+    /// in.
+    fn unanswered(&self, i: usize, why: &Unanswered) -> Error {
+        Error::Remote {
+            endpoint: self.stages[i].spec().label(),
+            reason: format!("no answer, and no earlier stage to fall back to: {why}"),
+            status: None,
+            body: String::new(),
+        }
     }
 
     /// Sets the confidence metric of every exit rule (and of reported confidences).
@@ -575,22 +683,52 @@ impl Cascade {
             if !self.make_room(i) {
                 return Err(self.over_budget(i));
             }
-            let (run, _) = self.run_stage(i, image)?;
-            let _ = runs.push(run);
+            match self.run_stage(i, image)? {
+                Ran::Answered(run, _) => {
+                    let _ = runs.push(run);
+                }
+                Ran::Unanswered { why, .. } => {
+                    return Err(Error::Remote {
+                        endpoint: self.stages[i].spec().label(),
+                        reason: format!("no answer to measure: {why}"),
+                        status: None,
+                        body: String::new(),
+                    })
+                }
+            }
         }
         Ok(runs)
     }
 
     /// Runs stage `i` and judges its output under the cascade's metric.
-    fn run_stage(&mut self, i: usize, image: &RgbImage) -> Result<(StageRun, Summary)> {
+    fn run_stage(&mut self, i: usize, image: &RgbImage) -> Result<Ran> {
         let out = self.stages[i].run(image)?;
         let (preprocess, inference, load) = (out.preprocess, out.inference, out.load);
-        let summary = Summary::for_metric(out.logits, self.metric);
-        if load.is_some() && i > 0 {
+        let logits = match out.answer {
+            Ok(logits) => logits,
+            Err(why) => {
+                return Ok(Ran::Unanswered {
+                    why,
+                    spent: preprocess + inference,
+                })
+            }
+        };
+        let summary = Summary::for_metric(logits, self.metric);
+        let answered = logits.len();
+        if (load.is_some() || self.stages[i].is_remote()) && i > 0 {
             self.check_agrees(i)?;
         }
+        if self.num_classes != 0 && answered != self.num_classes {
+            return Err(Error::Inference {
+                path: self.stages[i].spec().label().into(),
+                reason: format!(
+                    "it answered {answered} values for {} classes",
+                    self.num_classes
+                ),
+            });
+        }
         let class = summary.class().ok_or_else(|| Error::Inference {
-            path: self.stages[i].spec().path.clone(),
+            path: self.stages[i].spec().label().into(),
             reason: "every logit is NaN".into(),
         })?;
         let run = StageRun {
@@ -601,7 +739,7 @@ impl Cascade {
             inference,
             load,
         };
-        Ok((run, summary))
+        Ok(Ran::Answered(run, summary))
     }
 
     /// Releases later stages (past `used`) that have been idle past the configured limit.
@@ -644,10 +782,7 @@ impl Cascade {
     /// Class names, from the first stage's labels (all stages share one class list).
     pub fn labels(&self) -> &Labels {
         // The first stage is always resident, so this is its model's labels.
-        self.stages[0]
-            .model()
-            .map(|m| m.labels())
-            .unwrap_or_else(|| empty_labels())
+        self.stages[0].labels().unwrap_or_else(|| empty_labels())
     }
 }
 

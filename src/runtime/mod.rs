@@ -32,7 +32,7 @@ pub use confidence::{ExitRule, Metric, Ranked, Summary, Threshold, TOP_K};
 pub use footprint::Footprint;
 pub use labels::Labels;
 pub use manifest::{InputSpec, Layout, Manifest, Normalization};
-pub use model::{LoadOptions, Model, ModelSpec, ThreadCap, Threads};
+pub use model::{LoadOptions, Location, Model, ModelSpec, ThreadCap, Threads};
 pub use preprocess::Preprocessor;
 pub use stage::{Stage, StageOutput};
 pub use workers::{run_in_order, Fork, Workers};

@@ -14,18 +14,91 @@ use tract_onnx::tract_core::ops::Cost;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::error::{one_line, Error, Result};
+use crate::remote::Endpoint;
 use crate::runtime::manifest::{InputSpec, Manifest};
 use crate::runtime::Labels;
 
-/// Which model file to load, where its manifest is, and at which input size.
+/// Where a stage's model is: a file this process loads, or a model on an Open Inference
+/// Protocol server that only receives the preprocessed tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    File(PathBuf),
+    Remote(Endpoint),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File(path) => write!(f, "{}", path.display()),
+            Location::Remote(endpoint) => write!(f, "{endpoint}"),
+        }
+    }
+}
+
+impl Location {
+    /// The model file, for a model loaded here.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Location::File(path) => Some(path),
+            Location::Remote(_) => None,
+        }
+    }
+}
+
+impl From<PathBuf> for Location {
+    fn from(path: PathBuf) -> Location {
+        Location::File(path)
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(path: &Path) -> Location {
+        Location::File(path.to_path_buf())
+    }
+}
+
+impl From<&str> for Location {
+    /// A path: a URL is parsed (and checked) by [`ModelSpec`]'s `FromStr`.
+    fn from(path: &str) -> Location {
+        Location::File(path.into())
+    }
+}
+
+/// Written as the path or the URL (profiles store it so).
+impl serde::Serialize for Location {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Location::File(path) => path.serialize(s),
+            Location::Remote(endpoint) => s.serialize_str(&endpoint.to_string()),
+        }
+    }
+}
+
+/// A URL (anything with `://`) is a served model, anything else a file's path.
+impl<'de> serde::Deserialize<'de> for Location {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.contains("://") {
+            text.parse::<Endpoint>()
+                .map(Location::Remote)
+                .map_err(serde::de::Error::custom)
+        } else {
+            Ok(Location::File(PathBuf::from(text)))
+        }
+    }
+}
+
+/// Which model to run, where its manifest is, and at which input size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSpec {
-    pub path: PathBuf,
-    /// Explicit manifest; `None` looks for the sidecar `<model>.toml`, then infers.
+    pub location: Location,
+    /// Explicit manifest; `None` looks for the sidecar `<model>.toml` of a file, then infers
+    /// (a remote model's input from its server's metadata).
     pub manifest: Option<PathBuf>,
     /// Run the model at this square input side instead of the one it declares (a model
     /// that ends in global pooling takes any size; Lite0 at 192 costs 77% of 224). The
-    /// preprocessing follows: resize to `size / crop_fraction`, crop `size`.
+    /// preprocessing follows: resize to `size / crop_fraction`, crop `size`. Local models
+    /// only: a server runs its model as it declares it.
     pub input_size: Option<usize>,
     /// How this stage is compiled and run when that was chosen for it by measurement (a
     /// calibrated profile records the winner per stage); `None` takes the cascade's
@@ -39,21 +112,59 @@ pub struct ModelSpec {
 pub const INPUT_SIZES: std::ops::RangeInclusive<usize> = 32..=4096;
 
 impl ModelSpec {
+    /// The model file at `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
+        ModelSpec::at(Location::File(path.into()))
+    }
+
+    /// The model served at `endpoint`.
+    pub fn remote(endpoint: Endpoint) -> Self {
+        ModelSpec::at(Location::Remote(endpoint))
+    }
+
+    fn at(location: Location) -> Self {
         ModelSpec {
-            path: path.into(),
+            location,
             manifest: None,
             input_size: None,
             options: None,
         }
     }
 
+    /// The model file, for a model loaded here.
+    pub fn path(&self) -> Option<&Path> {
+        self.location.path()
+    }
+
+    /// The model file, or an error naming what needs one (`what`: "hashing", ...).
+    pub fn file(&self, what: &str) -> Result<&Path> {
+        self.path().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{what} needs a model file, and {} is on a server",
+                self.location
+            ))
+        })
+    }
+
+    /// The server's endpoint, for a remote model.
+    pub fn endpoint(&self) -> Option<&Endpoint> {
+        match &self.location {
+            Location::Remote(endpoint) => Some(endpoint),
+            Location::File(_) => None,
+        }
+    }
+
     /// The same model at a square input side of `size` pixels.
     pub fn at_size(mut self, size: usize) -> Result<Self> {
+        if let Location::Remote(endpoint) = &self.location {
+            return Err(Error::InvalidArgument(format!(
+                "{endpoint} is on a server, which runs its model at the size it declares: no @SIZE"
+            )));
+        }
         if !INPUT_SIZES.contains(&size) {
             return Err(Error::InvalidArgument(format!(
                 "input size {size} for {} is out of range ({}..={} pixels)",
-                self.path.display(),
+                self.location,
                 INPUT_SIZES.start(),
                 INPUT_SIZES.end()
             )));
@@ -62,20 +173,33 @@ impl ModelSpec {
         Ok(self)
     }
 
-    /// How the spec is written on the command line: the path, and `@SIZE` when set.
+    /// How the spec is written on the command line: the path or URL, and `@SIZE` when set.
     pub fn label(&self) -> String {
         match self.input_size {
-            Some(size) => format!("{}@{size}", self.path.display()),
-            None => self.path.display().to_string(),
+            Some(size) => format!("{}@{size}", self.location),
+            None => self.location.to_string(),
         }
     }
 }
 
-/// `MODEL` or `MODEL@SIZE` (for example `models/efficientnet-lite0.onnx@192`). An `@` in a
-/// folder name is part of the path; after the file name, it must be followed by a size.
+impl std::fmt::Display for ModelSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+/// `MODEL`, `MODEL@SIZE` (for example `models/efficientnet-lite0.onnx@192`) or a served
+/// model's URL (`http://HOST:PORT/v2/models/NAME`; see [`Endpoint`]). An `@` in a folder
+/// name is part of the path; after the file name, it must be followed by a size.
 impl std::str::FromStr for ModelSpec {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s.contains("://") {
+            return s
+                .parse::<Endpoint>()
+                .map(ModelSpec::remote)
+                .map_err(|e| e.to_string());
+        }
         let Some((path, size)) = s.rsplit_once('@').filter(|(_, size)| !size.contains('/')) else {
             return Ok(ModelSpec::new(s));
         };
@@ -151,7 +275,7 @@ impl Model {
     /// Loads, validates and optimizes a classifier.
     pub fn load(spec: &ModelSpec, options: LoadOptions) -> Result<Model> {
         let start = Instant::now();
-        let path = spec.path.as_path();
+        let path = spec.file("loading a model in process")?;
         if !path.is_file() {
             return Err(Error::io(
                 path,
@@ -709,7 +833,7 @@ mod tests {
     #[test]
     fn a_stage_spec_may_name_an_input_size() {
         let spec: ModelSpec = "models/m.onnx@192".parse().unwrap();
-        assert_eq!(spec.path, Path::new("models/m.onnx"));
+        assert_eq!(spec.path(), Some(Path::new("models/m.onnx")));
         assert_eq!(spec.input_size, Some(192));
         assert_eq!(spec.label(), "models/m.onnx@192");
         let plain: ModelSpec = "models/m.onnx".parse().unwrap();
@@ -720,15 +844,26 @@ mod tests {
         // An '@' in a folder name belongs to the path.
         let folder: ModelSpec = "runs@v2/m.onnx".parse().unwrap();
         assert_eq!(
-            (folder.path, folder.input_size),
-            ("runs@v2/m.onnx".into(), None)
+            (folder.path(), folder.input_size),
+            (Some(Path::new("runs@v2/m.onnx")), None)
         );
+        // A URL names a served model, which runs at the size its server declares.
+        let remote: ModelSpec = "http://127.0.0.1:8080/v2/models/lite2".parse().unwrap();
+        assert_eq!(
+            remote.endpoint().map(|e| e.model()),
+            Some("lite2"),
+            "{remote:?}"
+        );
+        assert_eq!(remote.label(), "http://127.0.0.1:8080/v2/models/lite2");
+        assert!(remote.path().is_none());
         for (bad, says) in [
             ("m.onnx@abc", "after '@' comes the input size"),
             ("m.onnx@", "after '@' comes the input size"),
             ("m.onnx@-1", "after '@' comes the input size"),
             ("m.onnx@16", "out of range (32..=4096"),
             ("m.onnx@100000", "out of range"),
+            ("http://h:1/v2/models/m@192", "is not a remote stage"),
+            ("ftp://h/v2/models/m", "the scheme must be"),
         ] {
             let err = bad.parse::<ModelSpec>().unwrap_err();
             assert!(err.contains(says), "{bad}: {err}");

@@ -41,10 +41,11 @@ pub fn decode_size_for(inputs: impl IntoIterator<Item = Option<InputSpec>>) -> D
 /// the stage's own input size if it names one (as loading it would make it), read without
 /// loading the model; `None` without a readable manifest.
 fn manifest_input(spec: &ModelSpec) -> Option<InputSpec> {
-    let path = spec
-        .manifest
-        .clone()
-        .unwrap_or_else(|| Manifest::sidecar_of(&spec.path));
+    let path = match (&spec.manifest, spec.path()) {
+        (Some(m), _) => m.clone(),
+        (None, Some(model)) => Manifest::sidecar_of(model),
+        (None, None) => return None,
+    };
     if !path.is_file() {
         return None;
     }

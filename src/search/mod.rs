@@ -35,7 +35,7 @@ use crate::tune::bounds::{fixed_sequence, Bounds, Confidence};
 use crate::tune::calibrate::split;
 use crate::tune::curve::{self, Observation, Record, Reference};
 use crate::tune::tradeoff::{cheapest_reaching, most_accurate_within};
-use crate::tune::{cpu_model, now_rfc3339, sha256_file, FitReport, HeldOut, Profile, ProfileStage};
+use crate::tune::{cpu_model, now_rfc3339, sha256_of, FitReport, HeldOut, Profile, ProfileStage};
 use crate::tune::{
     measure_stage, Budget, CostOptions, DataSpec, Dataset, LayoutKind, StageCost, Target,
 };
@@ -120,8 +120,10 @@ impl Measured {
     /// The candidate's model at its size.
     pub fn spec(&self) -> ModelSpec {
         ModelSpec {
+            location: self.stage.model.clone(),
+            manifest: self.stage.manifest.clone(),
             input_size: self.stage.input_size,
-            ..ModelSpec::new(&self.stage.model)
+            options: None,
         }
     }
 
@@ -320,10 +322,11 @@ pub fn observe(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<
         measured.push(Measured {
             name: candidate.name.clone(),
             stage: ProfileStage {
-                model: candidate.spec.path.clone(),
+                model: candidate.spec.location.clone(),
+                manifest: candidate.spec.manifest.clone(),
                 input_size: candidate.spec.input_size,
                 choice: None,
-                sha256: sha256_file(&candidate.spec.path)?,
+                sha256: sha256_of(&candidate.spec)?,
                 load_ms,
                 latency: cost.latency,
                 energy: cost.energy,
@@ -706,6 +709,7 @@ mod tests {
         };
         let stage = |mean_ms: f64| ProfileStage {
             model: "m.onnx".into(),
+            manifest: None,
             input_size: Some(192),
             choice: None,
             sha256: "0".repeat(64),
@@ -761,6 +765,7 @@ mod tests {
         };
         let stage = |mean_ms: f64| ProfileStage {
             model: "m.onnx".into(),
+            manifest: None,
             input_size: None,
             choice: None,
             sha256: "0".repeat(64),

@@ -20,10 +20,14 @@ pub struct Candidate {
 
 impl Candidate {
     pub fn new(spec: ModelSpec) -> Candidate {
-        let stem = spec.path.file_stem().map_or_else(
-            || spec.path.display().to_string(),
-            |s| s.to_string_lossy().into_owned(),
-        );
+        let stem = match (spec.path(), spec.endpoint()) {
+            (Some(path), _) => path.file_stem().map_or_else(
+                || path.display().to_string(),
+                |s| s.to_string_lossy().into_owned(),
+            ),
+            (None, Some(endpoint)) => endpoint.model().to_string(),
+            (None, None) => spec.label(),
+        };
         let name = match spec.input_size {
             Some(size) => format!("{stem}@{size}"),
             None => stem,

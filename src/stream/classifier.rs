@@ -35,6 +35,8 @@ pub enum AnsweredBy {
     Deadline,
     /// It was not confident, but the next stage does not fit the memory budget.
     Memory,
+    /// It was not confident, but the next stage is on a server that did not answer.
+    Unanswered,
 }
 
 impl AnsweredBy {
@@ -44,6 +46,7 @@ impl AnsweredBy {
             AnsweredBy::LastStage => "last-stage",
             AnsweredBy::Deadline => "deadline",
             AnsweredBy::Memory => "memory",
+            AnsweredBy::Unanswered => "unanswered",
         }
     }
 }
@@ -232,6 +235,7 @@ impl StreamClassifier {
         let answered_by = match decision.cut_short {
             Some(CutShort::Deadline) => AnsweredBy::Deadline,
             Some(CutShort::Memory) => AnsweredBy::Memory,
+            Some(CutShort::Unanswered) => AnsweredBy::Unanswered,
             None if last => AnsweredBy::LastStage,
             None => AnsweredBy::Confident,
         };

@@ -44,6 +44,12 @@ impl Summary {
                     s.over_memory
                 );
             }
+            if s.unanswered > 0 {
+                out += &format!(
+                    "; {} answered by the stage before a server that did not answer",
+                    s.unanswered
+                );
+            }
             out.push('\n');
         }
         let workers = match s.workers {

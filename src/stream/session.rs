@@ -210,6 +210,8 @@ pub struct Summary {
     pub cut_short: u64,
     /// Frames answered early because the next stage does not fit the memory budget.
     pub over_memory: u64,
+    /// Frames answered by the stage before a served one that did not answer.
+    pub unanswered: u64,
     pub input_fps: f64,
     /// Classified frames per second: the stream's throughput.
     pub fps: f64,
@@ -471,6 +473,7 @@ impl Session {
             unfinished: frames_in.saturating_sub(reported),
             cut_short: s.cut_short,
             over_memory: s.over_memory,
+            unanswered: s.unanswered,
             input_fps: frames_in as f64 / secs,
             fps: s.classified as f64 / secs,
             exit_shares: s.exit_shares(self.classifier.cascade().stages().len()),

@@ -89,6 +89,8 @@ pub struct StreamStats {
     pub cut_short: u64,
     /// Frames answered early because the next stage does not fit the memory budget.
     pub over_memory: u64,
+    /// Frames answered by the stage before a served one that did not answer.
+    pub unanswered: u64,
     /// Answers per exit stage.
     pub exits: [u64; MAX_STAGES],
     /// Compute time of the executed stages.
@@ -112,6 +114,7 @@ impl StreamStats {
         match cut_short {
             Some(CutShort::Deadline) => self.cut_short += 1,
             Some(CutShort::Memory) => self.over_memory += 1,
+            Some(CutShort::Unanswered) => self.unanswered += 1,
             None => {}
         }
         if let Some(n) = self.exits.get_mut(exit_stage) {

@@ -17,13 +17,14 @@ use std::fmt::Write as _;
 use crate::energy::{detect_system, EnergyMeter};
 use crate::error::{Error, Result};
 use crate::input::RgbImage;
+use crate::remote::Access;
 use crate::runtime::CascadeBuilder;
 use crate::runtime::{LoadOptions, ModelSpec, Threads};
 use crate::runtime::{Metric, Threshold};
 use crate::tune::bounds::{fixed_sequence, Bounds, Confidence};
 use crate::tune::curve::{self, CurvePoint, Observation, Record, Reference};
 use crate::tune::tradeoff::{cheapest_reaching, most_accurate_within};
-use crate::tune::{cpu_model, now_rfc3339, sha256_file, FitReport, HeldOut, Profile, ProfileStage};
+use crate::tune::{cpu_model, now_rfc3339, sha256_of, FitReport, HeldOut, Profile, ProfileStage};
 use crate::tune::{measure_choices, Choices, CostOptions, StageChoice};
 use crate::tune::{Budget, Target};
 use crate::tune::{DataSpec, LayoutKind};
@@ -66,6 +67,8 @@ pub struct CalibrationPlan {
     pub confidence: Confidence,
     /// Choose only thresholds whose bounds on the held-out inputs meet the target.
     pub guarantee: bool,
+    /// How stages on servers are reached (token, timeouts).
+    pub access: Access,
 }
 
 impl CalibrationPlan {
@@ -86,6 +89,7 @@ impl CalibrationPlan {
             cost: CostOptions::default(),
             confidence: Confidence::DEFAULT,
             guarantee: false,
+            access: Access::default(),
         }
     }
 }
@@ -134,6 +138,7 @@ pub fn run(plan: &CalibrationPlan, mut progress: impl FnMut(Progress)) -> Result
         .threshold(Threshold::new(0.0)?)
         .preload(true)
         .load_options(plan.options)
+        .access(plan.access.clone())
         .build()?;
     let dataset = plan.data.open(cascade.labels())?;
     let (fit_idx, held_idx) = split(dataset.len(), plan.holdout)?;
@@ -211,8 +216,11 @@ pub fn run(plan: &CalibrationPlan, mut progress: impl FnMut(Progress)) -> Result
             None => None,
         };
         let chosen = measure_choices(
-            spec,
-            plan.options,
+            &ModelSpec {
+                options: Some(plan.options),
+                ..spec.clone()
+            },
+            &plan.access,
             plan.threads,
             plan.measure,
             &cost_images,
@@ -220,13 +228,15 @@ pub fn run(plan: &CalibrationPlan, mut progress: impl FnMut(Progress)) -> Result
             &plan.cost,
         )?;
         stages.push(ProfileStage {
-            model: spec.path.clone(),
+            model: spec.location.clone(),
+            manifest: spec.manifest.clone(),
             input_size: spec.input_size,
-            sha256: sha256_file(&spec.path)?,
+            sha256: sha256_of(spec)?,
             load_ms: chosen.load_ms,
             latency: chosen.cost.latency,
             energy: chosen.cost.energy,
-            choice: Some(StageChoice {
+            // A served model is not compiled here: nothing was chosen for it.
+            choice: spec.path().map(|_| StageChoice {
                 conv_nhwc: chosen.options.conv_nhwc,
                 threads: chosen.options.threads.map(Threads::get),
                 measured: chosen.measured,
@@ -395,7 +405,7 @@ impl Calibration {
             let _ = writeln!(
                 out,
                 "stage {i}    {}{}: {:.2} ms mean, {:.2} median, {:.2} p95 over {} runs{energy}",
-                s.model.display(),
+                s.model,
                 s.input_size
                     .map_or(String::new(), |size| format!("@{size}")),
                 s.latency.mean_ms,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::energy::{idle_power, EnergyMeter, EnergyPerRun};
 use crate::error::{Error, Result};
 use crate::input::RgbImage;
+use crate::remote::Access;
 use crate::runtime::{LoadOptions, ModelSpec, Stage, Threads};
 use crate::tune::Latency;
 
@@ -137,7 +138,7 @@ pub fn measure_stage(
     };
     log::info!(
         "measured {}: {:.2} ms median over {} runs{} in {:.1} s",
-        stage.spec().path.display(),
+        stage.spec(),
         latency.p50_ms,
         latency.count,
         energy
@@ -245,10 +246,11 @@ pub struct Chosen {
 /// cascade beside them); a thread count is applied to the calling thread for its rounds
 /// ([`Threads::scope`]), the same override a [`crate::runtime::ThreadCap`] uses when the
 /// choice is applied. Energy, if a meter is given, is measured for the winner only. With
-/// nothing to choose, this is one [`measure_stage`].
+/// nothing to choose, this is one [`measure_stage`]. What is not measured is as `spec`'s
+/// options say (the defaults without any); a served model is reached as `access` says.
 pub fn measure_choices(
     spec: &ModelSpec,
-    options: LoadOptions,
+    access: &Access,
     threads: Threads,
     choices: Choices,
     images: &[RgbImage],
@@ -256,6 +258,16 @@ pub fn measure_choices(
     opts: &CostOptions,
 ) -> Result<Chosen> {
     let t0 = Instant::now();
+    let options = spec.options.unwrap_or_default();
+    // A served model is not compiled or threaded here: its round trip is measured as it is.
+    let choices = if spec.endpoint().is_some() {
+        Choices {
+            conv_nhwc: false,
+            threads: false,
+        }
+    } else {
+        choices
+    };
     let rewrites = if choices.conv_nhwc {
         vec![false, true]
     } else {
@@ -278,6 +290,7 @@ pub fn measure_choices(
                 conv_nhwc,
                 threads: None,
             },
+            access,
         );
         stage.load()?;
         stages.push(stage);
@@ -349,7 +362,7 @@ pub fn measure_choices(
     };
     log::info!(
         "measured {}: {} chosen ({}) in {:.1} s",
-        spec.path.display(),
+        spec,
         winner.describe(),
         measured
             .iter()

@@ -116,6 +116,8 @@ pub struct EvalSummary {
     pub exit_shares: Vec<f64>,
     /// Images answered early because the next stage does not fit the memory budget.
     pub over_memory: usize,
+    /// Images answered by the stage before a served one that did not answer.
+    pub unanswered: usize,
     /// Preprocessing plus inference per image, loads excluded.
     pub latency_ms: Latency,
     pub decode_ms_mean: f64,
@@ -152,6 +154,11 @@ impl EvalReport {
                 .records
                 .iter()
                 .filter(|r| r.decision.cut_short == Some(CutShort::Memory))
+                .count(),
+            unanswered: self
+                .records
+                .iter()
+                .filter(|r| r.decision.cut_short == Some(CutShort::Unanswered))
                 .count(),
             latency_ms: self.latency(),
             decode_ms_mean: self.decode_time.as_secs_f64() * 1e3 / self.records.len().max(1) as f64,
@@ -198,6 +205,12 @@ impl EvalSummary {
             out += &format!(
                 "memory     {} image(s) answered early: the next stage does not fit the memory budget\n",
                 self.over_memory
+            );
+        }
+        if self.unanswered > 0 {
+            out += &format!(
+                "remote     {} image(s) answered by the stage before a server that did not answer\n",
+                self.unanswered
             );
         }
         let l = &self.latency_ms;

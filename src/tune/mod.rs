@@ -38,5 +38,6 @@ pub use dataset::{DataSpec, Dataset, Decoded, LayoutKind, Sample};
 pub use eval::{evaluate, EvalRecord, EvalReport, EvalSummary, Load};
 pub use latency::Latency;
 pub use profile::{
-    cpu_model, now_rfc3339, sha256_file, FitReport, HeldOut, Profile, ProfileStage, StageChoice,
+    cpu_model, now_rfc3339, sha256_file, sha256_of, FitReport, HeldOut, Profile, ProfileStage,
+    StageChoice,
 };

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::energy::EnergyPerRun;
 use crate::error::{one_line, Error, Result};
 use crate::runtime::CascadeBuilder;
-use crate::runtime::{LoadOptions, ModelSpec, Threads};
+use crate::runtime::{LoadOptions, Location, ModelSpec, Threads};
 use crate::runtime::{Metric, Threshold};
 use crate::tune::curve::{CurvePoint, Reference};
 use crate::tune::{Bounds, Target};
@@ -49,12 +49,20 @@ pub struct Profile {
 /// One stage as measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileStage {
-    /// The model file. In memory, a path usable from the working directory; in the file,
-    /// relative to the profile's folder (absolute when it cannot be).
-    pub model: PathBuf,
+    /// The model: a file (in memory, a path usable from the working directory; in the
+    /// file, relative to the profile's folder, absolute when it cannot be), or a served
+    /// model's URL.
+    pub model: Location,
+    /// A served model's manifest (how the board preprocesses for it), a path like `model`'s.
+    /// A file's manifest is its sidecar, found beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<PathBuf>,
     /// The square input size the stage runs at, when not the model's own (`MODEL@SIZE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_size: Option<usize>,
+    /// The model file's SHA-256; empty for a served model, which the board cannot hash (a
+    /// profile with one measured a server that may since have changed its model).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
     pub load_ms: f64,
     /// Preprocessing plus inference over warm runs.
@@ -132,6 +140,12 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// What pins the model a spec names: its file's SHA-256, or nothing (an empty string) for a
+/// served model, which the board cannot hash.
+pub fn sha256_of(spec: &ModelSpec) -> Result<String> {
+    spec.path().map_or_else(|| Ok(String::new()), sha256_file)
+}
+
 /// Current time as RFC 3339 UTC, seconds precision.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
@@ -176,7 +190,12 @@ impl Profile {
         let folder = folder_of(path);
         let mut portable = self.clone();
         for stage in &mut portable.stages {
-            stage.model = relative_to(&stage.model, &folder);
+            if let Location::File(model) = &stage.model {
+                stage.model = Location::File(relative_to(model, &folder));
+            }
+            if let Some(manifest) = &stage.manifest {
+                stage.manifest = Some(relative_to(manifest, &folder));
+            }
         }
         let text = toml::to_string_pretty(&portable).map_err(|e| Error::Profile {
             path: path.to_path_buf(),
@@ -204,10 +223,19 @@ impl Profile {
         };
         let folder = folder_of(path);
         for stage in &mut profile.stages {
-            let candidates: Vec<PathBuf> = if stage.model.is_absolute() {
-                vec![stage.model.clone()]
+            if let Some(manifest) = &stage.manifest {
+                let beside = folder.join(manifest);
+                if beside.is_file() {
+                    stage.manifest = Some(beside);
+                }
+            }
+            let Location::File(model) = &stage.model else {
+                continue;
+            };
+            let candidates: Vec<PathBuf> = if model.is_absolute() {
+                vec![model.clone()]
             } else {
-                vec![folder.join(&stage.model), stage.model.clone()]
+                vec![folder.join(model), model.clone()]
             };
             let Some(found) = candidates.iter().find(|c| c.is_file()) else {
                 let looked: Vec<String> = candidates
@@ -221,7 +249,7 @@ impl Profile {
                     .collect();
                 return Err(bad(format!(
                     "model {} not found (looked for {})",
-                    stage.model.display(),
+                    model.display(),
                     looked.join(" and ")
                 )));
             };
@@ -234,7 +262,7 @@ impl Profile {
                     short(&actual)
                 )));
             }
-            stage.model = found.clone();
+            stage.model = Location::File(found.clone());
         }
         Ok(profile)
     }
@@ -264,14 +292,17 @@ impl Profile {
             if let Some(0) = stage.choice.as_ref().and_then(|c| c.threads) {
                 return Err(bad(format!(
                     "{} is to run on 0 threads; a stage needs at least one",
-                    stage.model.display()
+                    stage.model
                 )));
             }
-            if !(stage.sha256.len() == 64 && stage.sha256.bytes().all(|b| b.is_ascii_hexdigit())) {
+            let hashed = matches!(stage.model, Location::File(_));
+            if hashed
+                && !(stage.sha256.len() == 64
+                    && stage.sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
                 return Err(bad(format!(
                     "the hash of {} is not a SHA-256 hash (64 hex digits): {:?}",
-                    stage.model.display(),
-                    stage.sha256
+                    stage.model, stage.sha256
                 )));
             }
         }
@@ -285,9 +316,10 @@ impl Profile {
             .iter()
             .fold(CascadeBuilder::new(), |b, s| {
                 b.stage(ModelSpec {
+                    location: s.model.clone(),
+                    manifest: s.manifest.clone(),
                     input_size: s.input_size,
                     options: s.choice.as_ref().map(StageChoice::options),
-                    ..ModelSpec::new(&s.model)
                 })
             })
             .metric(self.metric)
@@ -339,7 +371,8 @@ mod tests {
         std::fs::write(&a, b"model a").unwrap();
         std::fs::write(&b, b"model b").unwrap();
         let stage = |p: &Path| ProfileStage {
-            model: p.to_path_buf(),
+            model: p.into(),
+            manifest: None,
             input_size: None,
             choice: None,
             sha256: sha256_file(p).unwrap(),
@@ -398,7 +431,7 @@ mod tests {
         assert!(text.contains("model = \"a.onnx\""), "{text}");
         assert!(text.contains("metric = \"max-prob\""), "{text}");
         let back = Profile::load(&path).unwrap();
-        assert_eq!(back.stages[0].model, d.path().join("a.onnx"));
+        assert_eq!(back.stages[0].model, d.path().join("a.onnx").into());
         assert_eq!(back, p);
         assert_eq!(back.metric, Metric::MaxProb);
     }
@@ -523,8 +556,8 @@ mod tests {
             copy_tree(d.path(), &target);
         });
         let back = Profile::load(&target.join("elsewhere/deeper/p.toml")).unwrap();
-        assert!(back.stages[1].model.ends_with("models/b.onnx"));
-        assert!(back.stages[1].model.is_file());
+        let b = back.stages[1].model.path().unwrap();
+        assert!(b.ends_with("models/b.onnx") && b.is_file(), "{b:?}");
     }
 
     fn copy_tree(from: &Path, to: &Path) {
@@ -570,7 +603,7 @@ mod tests {
         std::fs::remove_file(d.path().join("a.onnx")).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let parsed = Profile::parse(&text, &path).unwrap();
-        assert_eq!(parsed.stages[0].model, Path::new("a.onnx"));
+        assert_eq!(parsed.stages[0].model, "a.onnx".into());
         let err = Profile::load(&path).unwrap_err().to_string();
         assert!(err.contains("model a.onnx not found"), "{err}");
     }

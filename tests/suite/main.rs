@@ -17,5 +17,6 @@ mod full_set;
 mod mlserver;
 mod models;
 mod remote;
+mod remote_cascade;
 mod search;
 mod stream;

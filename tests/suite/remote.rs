@@ -101,12 +101,12 @@ fn mlserver_answers_what_the_local_model_answers_and_refuses_clearly() {
 /// A bearer-token gate in front of a server: what a site's ingress does. Refuses a request
 /// without `Authorization: Bearer <token>` (401, JSON body) and forwards the rest, one
 /// request per connection. Logs nothing.
-struct TokenGate {
+pub struct TokenGate {
     port: u16,
 }
 
 impl TokenGate {
-    fn start(upstream: u16, token: &'static str) -> TokenGate {
+    pub fn start(upstream: u16, token: &'static str) -> TokenGate {
         use std::io::{BufRead, BufReader, Read, Write};
         use std::net::TcpStream;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -170,7 +170,7 @@ impl TokenGate {
         TokenGate { port }
     }
 
-    fn endpoint(&self) -> Endpoint {
+    pub fn endpoint(&self) -> Endpoint {
         format!(
             "http://127.0.0.1:{}/v2/models/efficientnet-lite2",
             self.port

@@ -336,7 +336,8 @@ fn profile(dir: &Path, threshold: f32, with_energy: bool) -> PathBuf {
             sha256: sha256_file(&path).unwrap(),
             input_size: None,
             choice: None,
-            model: path,
+            model: path.into(),
+            manifest: None,
             load_ms: 500.0,
             latency: Latency {
                 count: 10,

@@ -1,0 +1,229 @@
+//! A model on a server, seen from a cascade stage: what the board needs to feed it (the
+//! input the local preprocessing must produce, from a manifest or the server's metadata),
+//! the class list, and a buffer for its answers.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::remote::{Client, Endpoint, Outcome, RemoteStage, RemoteStats, Timeouts, Token};
+use crate::remote::{ModelMetadata, Unanswered};
+use crate::runtime::manifest::{InputSpec, Manifest};
+use crate::runtime::{Labels, ModelSpec};
+
+/// How this process reaches its servers: one token and one set of timeouts for every remote
+/// stage. The token is never written anywhere (see [`Token`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    pub token: Option<Token>,
+    pub timeouts: Timeouts,
+}
+
+/// Where the bearer token is read from: never the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// The first line of a file.
+    File(std::path::PathBuf),
+    /// An environment variable.
+    Env(String),
+}
+
+impl Access {
+    /// The token read from `token` (if any) and a request timeout (default
+    /// [`Timeouts::default`]'s). The connect timeout is the default one, or the request's
+    /// when that is shorter: a request cannot wait on a connection longer than it may take.
+    pub fn new(token: Option<&TokenSource>, request: Option<Duration>) -> Result<Access> {
+        let token = match token {
+            Some(TokenSource::File(path)) => Some(Token::from_file(path)?),
+            Some(TokenSource::Env(name)) => Some(Token::from_env(name)?),
+            None => None,
+        };
+        let mut timeouts = Timeouts::default();
+        if let Some(request) = request {
+            if request.is_zero() {
+                return Err(Error::InvalidArgument(
+                    "a remote request timeout must be more than 0 ms".into(),
+                ));
+            }
+            timeouts.request = request;
+            timeouts.connect = timeouts.connect.min(request);
+        }
+        Ok(Access { token, timeouts })
+    }
+}
+
+/// A served model, connected (or backing off until its server answers).
+#[derive(Debug)]
+pub struct ServedModel {
+    stage: RemoteStage,
+    input: InputSpec,
+    labels: Labels,
+    /// The classes the server's model declares, when it declares them.
+    num_classes: Option<usize>,
+    /// The last answer, kept so a run can lend it like a local model lends its logits.
+    logits: Vec<f32>,
+    connect_time: Duration,
+}
+
+impl ServedModel {
+    /// Connects to the model `spec` names. Its input comes from the spec's manifest when
+    /// one is given (then a server that is down now only delays the first answers), else
+    /// from the server's metadata (then the server must answer now).
+    pub fn connect(spec: &ModelSpec, access: &Access) -> Result<ServedModel> {
+        let start = Instant::now();
+        let endpoint: &Endpoint = spec
+            .endpoint()
+            .ok_or_else(|| Error::Internal(format!("{} is not a served model", spec.location)))?;
+        let client = Client::new(endpoint.clone(), access.token.clone(), access.timeouts)?;
+        let manifest = spec
+            .manifest
+            .as_deref()
+            .map(Manifest::from_file)
+            .transpose()?;
+        let (input, labels, metadata) = match manifest {
+            Some(m) => {
+                let labels = match &m.labels {
+                    Some(path) => Some(Labels::from_file(path)?),
+                    None => None,
+                };
+                (m.input, labels, None)
+            }
+            None => {
+                let meta = client.metadata().map_err(|e| match e {
+                    Error::Remote {
+                        endpoint,
+                        reason,
+                        status,
+                        body,
+                    } => Error::Remote {
+                        endpoint,
+                        reason: format!(
+                            "{reason}; without a manifest (--manifest) the stage's input comes from the server, which must answer"
+                        ),
+                        status,
+                        body,
+                    },
+                    other => other,
+                })?;
+                let input = input_of(&meta, endpoint)?;
+                (input, None, Some(meta))
+            }
+        };
+        let stage = RemoteStage::connect(client, input.shape())?;
+        let declared = metadata
+            .as_ref()
+            .and_then(|m| m.outputs.first())
+            .and_then(|o| o.shape.last())
+            .and_then(|&d| usize::try_from(d).ok())
+            .filter(|&d| d >= 2);
+        if let (Some(l), Some(d)) = (&labels, declared) {
+            if l.len() != d {
+                return Err(Error::Remote {
+                    endpoint: endpoint.to_string(),
+                    reason: format!(
+                        "the manifest's labels list {} classes, the model outputs {d}",
+                        l.len()
+                    ),
+                    status: None,
+                    body: String::new(),
+                });
+            }
+        }
+        let num_classes = declared.or(labels.as_ref().map(Labels::len));
+        log::info!(
+            "remote stage {endpoint}: input {:?}, {} classes",
+            input.shape(),
+            num_classes.map_or_else(|| "unknown".into(), |n| n.to_string())
+        );
+        Ok(ServedModel {
+            stage,
+            labels: labels.unwrap_or_else(|| Labels::generic(num_classes.unwrap_or(0))),
+            input,
+            num_classes,
+            logits: Vec::new(),
+            connect_time: start.elapsed(),
+        })
+    }
+
+    /// Sends one preprocessed tensor: the server's logits, or why there are none (the
+    /// caller falls back). An error only for an answer of the wrong length, or a model
+    /// found on first contact to take another shape.
+    pub fn infer(&mut self, tensor: &[f32]) -> Result<std::result::Result<&[f32], Unanswered>> {
+        match self.stage.infer(tensor)? {
+            Outcome::Answered(logits) => {
+                if let Some(n) = self.num_classes.filter(|&n| n != logits.len()) {
+                    return Err(Error::Remote {
+                        endpoint: self.stage.client().endpoint().to_string(),
+                        reason: format!(
+                            "answered {} values, the model declares {n} classes",
+                            logits.len()
+                        ),
+                        status: None,
+                        body: String::new(),
+                    });
+                }
+                self.num_classes = Some(logits.len());
+                self.logits = logits;
+                Ok(Ok(&self.logits))
+            }
+            Outcome::Unanswered(why) => Ok(Err(why)),
+        }
+    }
+
+    /// What the local preprocessing must produce.
+    pub fn input(&self) -> &InputSpec {
+        &self.input
+    }
+
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
+    /// The classes the model outputs, once declared or seen.
+    pub fn num_classes(&self) -> Option<usize> {
+        self.num_classes
+    }
+
+    pub fn stats(&self) -> RemoteStats {
+        self.stage.stats()
+    }
+
+    /// How long connecting took (reading the manifest, the metadata request).
+    pub fn connect_time(&self) -> Duration {
+        self.connect_time
+    }
+}
+
+/// The input a server's model declares, as an image input (`[1,3,H,W]` or `[1,H,W,3]`, a
+/// free batch counting as 1) with the usual assumptions about its normalization, warned.
+fn input_of(meta: &ModelMetadata, endpoint: &Endpoint) -> Result<InputSpec> {
+    let bad = |reason: String| Error::Remote {
+        endpoint: endpoint.to_string(),
+        reason,
+        status: None,
+        body: String::new(),
+    };
+    let first = meta
+        .inputs
+        .first()
+        .ok_or_else(|| bad("the model declares no input".into()))?;
+    let dims: Option<Vec<usize>> = first
+        .shape
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| match d {
+            -1 if i == 0 => Some(1),
+            d => usize::try_from(d).ok().filter(|&d| d > 0),
+        })
+        .collect();
+    let dims = dims.ok_or_else(|| {
+        bad(format!(
+            "its input {:?} has free dimensions; give the stage a manifest (--manifest)",
+            first.shape
+        ))
+    })?;
+    let (input, assumed) = InputSpec::infer(&dims).map_err(bad)?;
+    for a in assumed {
+        log::warn!("{endpoint}: no manifest, assuming {a}");
+    }
+    Ok(input)
+}
