@@ -55,6 +55,16 @@ impl Report {
             );
         }
         out.push('\n');
+        for f in &r.configs {
+            if let Some(share) = f.remote_share {
+                let _ = writeln!(
+                    out,
+                    "{}: {:.0}% of the per-image time is the round trip to the server",
+                    f.name,
+                    100.0 * share
+                );
+            }
+        }
         if let (Some(base), Some(a), Some(b)) = (
             r.memory_before_models,
             r.memory_first_stage_only,
@@ -171,6 +181,7 @@ impl Report {
                 "meter",
                 "exit_shares",
                 "load_ms",
+                "remote_share",
             ])?;
             let opt = |v: Option<f64>, digits: usize| {
                 v.map_or(String::new(), |v| format!("{v:.digits$}"))
@@ -193,6 +204,7 @@ impl Report {
                     e.map_or(String::new(), |e| e.meter.clone()),
                     joined(&f.exit_shares, |s| format!("{s:.4}"), ";"),
                     joined(&f.load_ms, |s| format!("{s:.1}"), ";"),
+                    opt(f.remote_share, 4),
                 ])?;
             }
             w.flush()

@@ -42,6 +42,9 @@ pub struct Figures {
     pub exit_shares: Vec<f64>,
     /// Load time of each stage that was loaded (milliseconds), in stage order.
     pub load_ms: Vec<f64>,
+    /// Share of the per-image time spent waiting on servers (served stages' round trips,
+    /// answered or not); `None` when no stage is served.
+    pub remote_share: Option<f64>,
 }
 
 /// Per-image record of one configuration, kept to derive the threshold curve.
@@ -72,9 +75,18 @@ fn run_once(
             loads[i] = Some(m.load_time().as_secs_f64() * 1e3);
         }
     }
-    let mut body = || -> Result<()> {
+    let served: Vec<bool> = cascade.stages().iter().map(|s| s.is_remote()).collect();
+    let mut waited = Duration::ZERO;
+    let mut body = || -> Result<Duration> {
+        let before = waited;
         for input in inputs {
             let d = cascade.classify(&input.image)?;
+            waited += d.unanswered;
+            for s in &d.stages {
+                if served[s.stage] {
+                    waited += s.inference;
+                }
+            }
             times.push(d.compute_time());
             per_image.push((
                 d.class,
@@ -94,11 +106,12 @@ fn run_once(
             }
             progress();
         }
-        Ok(())
+        Ok(waited - before)
     };
     let energy = match meter {
         Some(m) => {
-            let e = m.measure(&mut body)?;
+            // The board waits on a server at idle power (a power model charges it so).
+            let e = m.measure_waiting(&mut body)?;
             Some(EnergyPerRun::of(m, e, idle_w, inputs.len().max(1))?)
         }
         None => {
@@ -130,6 +143,8 @@ fn run_once(
             energy,
             exit_shares: exits.iter().map(|&e| e as f64 / n).collect(),
             load_ms: loads.into_iter().flatten().collect(),
+            remote_share: (served.iter().any(|&s| s) && total > Duration::ZERO)
+                .then(|| waited.as_secs_f64() / total.as_secs_f64()),
         },
         per_image,
     })
@@ -219,8 +234,8 @@ pub fn measure(
     drop(cascade);
 
     let mut alone = Vec::with_capacity(n);
-    for spec in &plan.stages {
-        let mut single = Cascade::single(spec.clone(), plan.options)?;
+    for (i, spec) in plan.stages.iter().enumerate() {
+        let mut single = plan.alone(i)?;
         // Confidences under the plan's metric, so the records can be replayed as the cascade.
         single.set_metric(plan.metric);
         let name = single

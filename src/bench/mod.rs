@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::energy::detect_system;
 use crate::energy::Board;
 use crate::error::{Error, Result};
-use crate::runtime::{Cascade, CascadeBuilder};
+use crate::runtime::CascadeBuilder;
 use crate::runtime::{Threads, Workers};
 use crate::tune::DataSpec;
 use crate::tune::{cpu_model, now_rfc3339, sha256_of};
@@ -128,7 +128,7 @@ pub fn run(plan: &BenchPlan, mut progress: impl FnMut(Progress)) -> Result<Repor
                 .into(),
         ));
     }
-    let first = Cascade::single(stages[0].clone(), plan.cascade.options)?;
+    let first = plan.cascade.alone(0)?;
     let dataset = plan.data.open(first.labels())?;
     drop(first);
     let inputs: Vec<Input> = dataset

@@ -55,10 +55,7 @@ pub fn measure(
     let mut rows = Vec::with_capacity(total);
     for c in 0..configs {
         let (name, mut cascade) = match builder.stages.get(c) {
-            Some(spec) => (
-                format!("alone: {spec}"),
-                Cascade::single(spec.clone(), builder.options)?,
-            ),
+            Some(spec) => (format!("alone: {spec}"), builder.alone(c)?),
             None => (
                 "cascade".to_string(),
                 builder.clone().preload(true).build()?,

@@ -222,8 +222,11 @@ impl StageArgs {
     /// once; returns the profile too, for the stream's deadline and budget.
     pub fn build(&self) -> cascade::Result<(Cascade, Option<Profile>)> {
         if let Some(model) = &self.model {
-            let options = self.cascade.conv_nhwc.load_options();
-            return Ok((Cascade::single(model.clone(), options)?, None));
+            let one = CascadeBuilder::new()
+                .stage(model.clone())
+                .load_options(self.cascade.conv_nhwc.load_options())
+                .access(self.cascade.remote.access()?);
+            return Ok((one.alone(0)?, None));
         }
         let (builder, profile) = self.cascade.resolve()?;
         let cascade = builder

@@ -48,6 +48,21 @@ impl EnergyMeter for ModelMeter {
         })
     }
 
+    /// Busy power while working, idle power while waiting.
+    fn measure_waiting(&mut self, work: &mut dyn FnMut() -> Result<Duration>) -> Result<Energy> {
+        let mut waited = Duration::ZERO;
+        let seconds = timed(&mut || {
+            waited = work()?;
+            Ok(())
+        })?;
+        let waiting = waited.as_secs_f64().min(seconds);
+        Ok(Energy {
+            joules: self.board.power_at(self.busy_cores) * (seconds - waiting)
+                + self.board.idle_watts * waiting,
+            seconds,
+        })
+    }
+
     /// The board's idle figure; nothing to wait for.
     fn measure_idle(&mut self, span: Duration) -> Result<Energy> {
         let seconds = span.as_secs_f64();
@@ -75,6 +90,17 @@ mod tests {
 
         let idle = m.measure_idle(Duration::from_secs(2)).unwrap();
         assert_eq!(idle.joules, 2.0 * board.idle_watts);
+
+        // Waiting on a server is charged at idle power: here 15 of about 20 ms.
+        let e = m
+            .measure_waiting(&mut || {
+                sleep_ms(20)()?;
+                Ok(Duration::from_millis(15))
+            })
+            .unwrap();
+        let busy = board.active_watts[1] * (e.seconds - 0.015) + board.idle_watts * 0.015;
+        assert!((e.joules - busy).abs() < 1e-12, "{e:?}");
+        assert!(e.joules < board.active_watts[1] * e.seconds);
 
         let mut all = ModelMeter::new(board.clone(), 16);
         assert_eq!(all.name(), "board model rpi4b (4 busy cores, estimate)");

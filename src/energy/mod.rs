@@ -71,6 +71,14 @@ pub trait EnergyMeter: Send {
     /// `work` took. An error from `work` is returned as is.
     fn measure(&mut self, work: &mut dyn FnMut() -> Result<()>) -> Result<Energy>;
 
+    /// [`EnergyMeter::measure`] for work that spends part of its time waiting (on a
+    /// server's answer), `work` returning how long it waited. A meter measures what the
+    /// board used, waiting or not; a power model charges the wait at idle power, not at
+    /// the busy cores' (the default measures as [`EnergyMeter::measure`] does).
+    fn measure_waiting(&mut self, work: &mut dyn FnMut() -> Result<Duration>) -> Result<Energy> {
+        self.measure(&mut || work().map(|_| ()))
+    }
+
     /// Energy used over `span` with nothing running. Meters measure a sleep; a power
     /// model returns its idle figure without sleeping.
     fn measure_idle(&mut self, span: Duration) -> Result<Energy> {

@@ -263,6 +263,26 @@ impl CascadeBuilder {
         }
     }
 
+    /// Stage `i` alone, as a one-model cascade compiled, reached and kept within memory as
+    /// this cascade's stages are: what a benchmark compares the cascade with.
+    pub fn alone(&self, i: usize) -> Result<Cascade> {
+        let spec = self.stages.get(i).cloned().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "no stage {i} in a {}-stage cascade",
+                self.stages.len()
+            ))
+        })?;
+        Cascade::assemble(
+            vec![spec],
+            Vec::new(),
+            self.metric,
+            self.options,
+            self.memory.unwrap_or_else(MemoryBudget::current),
+            None,
+            &self.access,
+        )
+    }
+
     /// Validates the configuration and loads the first stage (every stage with preload).
     pub fn build(&self) -> Result<Cascade> {
         let n = self.stages.len();

@@ -74,8 +74,7 @@ fn sample_latency(
     let mut next = images.iter().cycle();
     let mut run = |stage: &mut Stage| -> Result<Duration> {
         let image = next.next().unwrap_or(&images[0]);
-        let out = stage.run(image)?;
-        Ok(out.preprocess + out.inference)
+        answered(stage, image).map(|(took, _)| took)
     };
     for _ in 0..opts.warmup {
         run(stage)?;
@@ -113,14 +112,38 @@ pub fn measure_energy(
     let idle_w = idle_power(meter, opts.idle_span)?;
     let runs = opts.energy_runs.max(1);
     let mut i = 0usize;
-    let energy = meter.measure(&mut || {
+    // A served stage's board mostly waits for the answer: a power model charges that at
+    // idle power (a meter measures it as it is).
+    let remote = stage.is_remote();
+    let energy = meter.measure_waiting(&mut || {
+        let mut waited = Duration::ZERO;
         for _ in 0..runs {
-            stage.run(&images[i % images.len()])?;
+            let (_, round_trip) = answered(stage, &images[i % images.len()])?;
+            if remote {
+                waited += round_trip;
+            }
             i += 1;
         }
-        Ok(())
+        Ok(waited)
     })?;
     EnergyPerRun::of(meter, energy, idle_w, runs)
+}
+
+/// Runs `stage` on `image`: the time it took (preprocessing and inference) and the
+/// inference's share. A served stage that does not answer is an error here: a failure's
+/// time is not what the stage costs, and a cost measured around failures would mislead.
+fn answered(stage: &mut Stage, image: &RgbImage) -> Result<(Duration, Duration)> {
+    let out = stage.run(image)?;
+    let (took, inference) = (out.preprocess + out.inference, out.inference);
+    match out.answer {
+        Ok(_) => Ok((took, inference)),
+        Err(why) => Err(Error::Remote {
+            endpoint: stage.spec().label(),
+            reason: format!("did not answer while its cost was measured: {why}"),
+            status: None,
+            body: String::new(),
+        }),
+    }
 }
 
 /// Latency, then energy if a meter is given.

@@ -266,7 +266,7 @@ fn a_stream_counts_the_frames_its_server_did_not_answer_and_the_token_stays_secr
 }
 
 #[test]
-fn a_profile_keeps_the_served_stage_and_its_manifest_but_never_the_token() {
+fn a_profile_and_a_bench_keep_the_served_stage_but_never_the_token() {
     const TOKEN: &str = "profile-Token-777";
     let server = MlServer::start();
     let gate = TokenGate::start(server.http, TOKEN);
@@ -332,4 +332,53 @@ fn a_profile_keeps_the_served_stage_and_its_manifest_but_never_the_token() {
     assert!(out.status.success(), "{stderr}");
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["cut_short"], Value::Null, "{v}");
+
+    // bench: the served model alone and in the cascade, with the round trip's share of the
+    // time, and its energy on the board (a power model here) charged at idle power while
+    // the board waits: fewer watts than the model run here.
+    let bench = dir.path().join("bench");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
+        .args([
+            "--threads",
+            "1",
+            "bench",
+            "--stage",
+            arg(&lite0),
+            "--stage",
+            &url,
+        ])
+        .args([
+            "--manifest",
+            arg(&manifest),
+            "--token-env",
+            "CASCADE_TEST_TOKEN",
+        ])
+        .args(["--threshold", "0.7", "--data", arg(&data), "--limit", "8"])
+        .args(["--board", "rpi4b", "--workers", "0", "--out", arg(&bench)])
+        .env("CASCADE_TEST_TOKEN", TOKEN)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("round trip to the server"), "{stdout}");
+    assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN));
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(bench.join("bench.json")).unwrap()).unwrap();
+    let configs = json["result"]["configs"].as_array().unwrap();
+    let share = |c: &Value| c["remote_share"].as_f64();
+    let watts = |c: &Value| {
+        c["energy"]["total_mj"].as_f64().unwrap() / c["latency"]["mean_ms"].as_f64().unwrap()
+    };
+    assert_eq!(share(&configs[0]), None, "Lite0 runs here");
+    let served = share(&configs[1]).unwrap();
+    assert!(served > 0.5 && served <= 1.0, "{served}");
+    assert!(share(&configs[2]).unwrap() > 0.0);
+    assert!(
+        watts(&configs[1]) < watts(&configs[0]),
+        "waiting costs less power than computing: {} W vs {} W",
+        watts(&configs[1]),
+        watts(&configs[0])
+    );
 }
