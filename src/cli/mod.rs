@@ -221,15 +221,25 @@ impl StageArgs {
     /// Builds the single model or the cascade these options describe, reading a profile
     /// once; returns the profile too, for the stream's deadline and budget.
     pub fn build(&self) -> cascade::Result<(Cascade, Option<Profile>)> {
+        self.build_within(None)
+    }
+
+    /// [`StageArgs::build`], with no request to a server waiting longer than `wait`.
+    pub fn build_within(
+        &self,
+        wait: Option<Duration>,
+    ) -> cascade::Result<(Cascade, Option<Profile>)> {
+        let access = self.cascade.remote.access()?.within(wait);
         if let Some(model) = &self.model {
             let one = CascadeBuilder::new()
                 .stage(model.clone())
                 .load_options(self.cascade.conv_nhwc.load_options())
-                .access(self.cascade.remote.access()?);
+                .access(access);
             return Ok((one.alone(0)?, None));
         }
         let (builder, profile) = self.cascade.resolve()?;
         let cascade = builder
+            .access(access)
             .preload(self.preload)
             .check(self.check)
             .release_after_idle(self.release_after)

@@ -93,7 +93,11 @@ pub fn run(args: StreamArgs) -> CliResult<ExitCode> {
         },
     };
     let source = input.open()?;
-    let (cascade, profile) = args.stages.build()?;
+    // A server's answer after the frame's deadline is of no use to it.
+    let wait = args
+        .deadline_ms
+        .and_then(|ms| Duration::try_from_secs_f64(ms / 1e3).ok());
+    let (cascade, profile) = args.stages.build_within(wait)?;
     let config = SessionConfig {
         profile,
         deadline_ms: args.deadline_ms,

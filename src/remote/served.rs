@@ -51,6 +51,18 @@ impl Access {
     }
 }
 
+impl Access {
+    /// The same access with no request waiting longer than `limit` (a stream's per-frame
+    /// deadline: an answer later than that is of no use to the frame).
+    pub fn within(mut self, limit: Option<Duration>) -> Access {
+        if let Some(limit) = limit.filter(|l| !l.is_zero()) {
+            self.timeouts.request = self.timeouts.request.min(limit);
+            self.timeouts.connect = self.timeouts.connect.min(limit);
+        }
+        self
+    }
+}
+
 /// A served model, connected (or backing off until its server answers).
 #[derive(Debug)]
 pub struct ServedModel {
@@ -226,4 +238,43 @@ fn input_of(meta: &ModelMetadata, endpoint: &Endpoint) -> Result<InputSpec> {
         log::warn!("{endpoint}: no manifest, assuming {a}");
     }
     Ok(input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_never_waits_past_its_timeout_or_a_frame_deadline() {
+        let d = Timeouts::default();
+        assert_eq!(Access::new(None, None).unwrap().timeouts, d);
+        // A short request timeout shortens the connect timeout too.
+        let a = Access::new(None, Some(Duration::from_millis(300))).unwrap();
+        assert_eq!(
+            (a.timeouts.connect, a.timeouts.request),
+            (Duration::from_millis(300), Duration::from_millis(300))
+        );
+        let a = Access::new(None, Some(Duration::from_secs(20))).unwrap();
+        assert_eq!(
+            (a.timeouts.connect, a.timeouts.request),
+            (d.connect, Duration::from_secs(20))
+        );
+        assert!(Access::new(None, Some(Duration::ZERO)).is_err());
+        // A 40 ms deadline bounds both; no deadline (or a zero one) changes nothing.
+        let w = a.clone().within(Some(Duration::from_millis(40)));
+        assert_eq!(
+            (w.timeouts.connect, w.timeouts.request),
+            (Duration::from_millis(40), Duration::from_millis(40))
+        );
+        assert_eq!(a.clone().within(None), a);
+        assert_eq!(a.clone().within(Some(Duration::ZERO)), a);
+        // A token from a variable that is not set is a clear error naming the variable.
+        let e = Access::new(
+            Some(&TokenSource::Env("CASCADE_NO_SUCH_VAR_9".into())),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("CASCADE_NO_SUCH_VAR_9"), "{e}");
+    }
 }
