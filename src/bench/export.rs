@@ -89,13 +89,20 @@ impl Report {
                 let one = self
                     .throughput
                     .iter()
-                    .find(|o| o.config == t.config && o.workers == 1 && o.threads == 1)
+                    .find(|o| {
+                        o.config == t.config && o.workers == 1 && o.threads == 1 && !o.pipelined
+                    })
                     .map_or(f64::NAN, |o| o.images_per_s);
+                let workers = if t.pipelined {
+                    format!("{} (pipelined)", t.workers)
+                } else {
+                    t.workers.to_string()
+                };
                 let _ = writeln!(
                     out,
                     "| {} | {} | {} | {:.1} | {:.2}x | {:.2} | {:.2} | {} | {} |",
                     t.config,
-                    t.workers,
+                    workers,
                     t.threads,
                     t.images_per_s,
                     t.images_per_s / one,

@@ -2,6 +2,9 @@
 //! (one image at a time, tract's threads on it) and with 1..N workers (one image per
 //! worker, one thread each), measured in one run over the same decoded images.
 //!
+//! The cascade is also measured pipelined ([`run_pipelined`]: one thread per stage, each on
+//! one tract thread), the other way to use several cores, on the same images.
+//!
 //! The per-image latency of the main bench table is one image on an otherwise idle
 //! machine; a camera stream or a folder cares about images per second, which workers raise
 //! far more than tract's threads do (its threads split only the matrix products).
@@ -12,7 +15,8 @@ use serde::Serialize;
 
 use crate::bench::Input;
 use crate::error::Result;
-use crate::runtime::{run_in_order, Cascade, CascadeBuilder, Threads, Workers};
+use crate::runtime::{run_in_order, run_pipelined, Cascade, CascadeBuilder, Decision};
+use crate::runtime::{Threads, Workers};
 use crate::tune::Latency;
 
 /// One configuration in one mode.
@@ -20,7 +24,11 @@ use crate::tune::Latency;
 pub struct ThroughputRow {
     /// `alone: <model>` or `cascade`.
     pub config: String,
+    /// Threads classifying at once: workers, or with `pipelined` one per stage.
     pub workers: usize,
+    /// One thread per stage instead of whole-cascade workers.
+    #[serde(default)]
+    pub pipelined: bool,
     /// tract threads (process-wide): the latency mode's count, or 1 with workers.
     pub threads: usize,
     /// Images per second over the whole pass (preprocessing, inference and decision;
@@ -51,7 +59,8 @@ pub fn measure(
         modes.push((Workers::new(w)?, Threads::ONE));
     }
     let configs = builder.stages.len() + 1;
-    let total = configs * modes.len();
+    // Every configuration in every mode, and the cascade pipelined.
+    let total = configs * modes.len() + 1;
     let mut rows = Vec::with_capacity(total);
     for c in 0..configs {
         let (name, mut cascade) = match builder.stages.get(c) {
@@ -64,6 +73,11 @@ pub fn measure(
         for &(workers, threads) in &modes {
             threads.apply();
             rows.push(pass(&name, &mut cascade, inputs, workers, threads)?);
+            progress(rows.len(), total);
+        }
+        if c == builder.stages.len() {
+            Threads::ONE.apply();
+            rows.push(pass_pipelined(&name, &cascade, inputs)?);
             progress(rows.len(), total);
         }
     }
@@ -79,9 +93,7 @@ fn pass(
     threads: Threads,
 ) -> Result<ThroughputRow> {
     let stages = cascade.stages().len();
-    let mut times: Vec<Duration> = Vec::with_capacity(inputs.len());
-    let mut exits = vec![0usize; stages];
-    let (mut labelled, mut right) = (0usize, 0usize);
+    let mut tally = Tally::new(stages, inputs.len());
     let start = Instant::now();
     run_in_order(
         cascade,
@@ -89,24 +101,94 @@ fn pass(
         inputs.iter(),
         |c, input| Ok((c.classify(&input.image)?, input.label)),
         |_, (decision, label)| {
-            times.push(decision.compute_time());
-            exits[decision.exit_stage.min(stages - 1)] += 1;
-            if let Some(label) = label {
-                labelled += 1;
-                right += usize::from(decision.class == label);
-            }
+            tally.add(&decision, label);
             Ok(())
         },
     )?;
-    let wall = start.elapsed().as_secs_f64().max(1e-9);
-    let n = inputs.len().max(1) as f64;
-    Ok(ThroughputRow {
-        config: name.to_string(),
-        workers: workers.get(),
-        threads: threads.get(),
-        images_per_s: inputs.len() as f64 / wall,
-        latency: Latency::of(&times),
-        top1: (labelled > 0).then(|| right as f64 / labelled as f64),
-        exit_shares: exits.iter().map(|&e| e as f64 / n).collect(),
-    })
+    Ok(tally.row(
+        name,
+        workers.get(),
+        false,
+        threads,
+        start.elapsed(),
+        inputs.len(),
+    ))
+}
+
+/// The cascade with one thread per stage, one tract thread each.
+fn pass_pipelined(name: &str, cascade: &Cascade, inputs: &[Input]) -> Result<ThroughputRow> {
+    let stages = cascade.stages().len();
+    let mut tally = Tally::new(stages, inputs.len());
+    let start = Instant::now();
+    run_pipelined(
+        cascade,
+        inputs.iter(),
+        |input| &input.image,
+        |input, decision| {
+            tally.add(&decision, input.label);
+            Ok(())
+        },
+    )?;
+    Ok(tally.row(
+        name,
+        stages,
+        true,
+        Threads::ONE,
+        start.elapsed(),
+        inputs.len(),
+    ))
+}
+
+/// What one pass counted.
+struct Tally {
+    times: Vec<Duration>,
+    exits: Vec<usize>,
+    labelled: usize,
+    right: usize,
+}
+
+impl Tally {
+    fn new(stages: usize, inputs: usize) -> Tally {
+        Tally {
+            times: Vec::with_capacity(inputs),
+            exits: vec![0; stages],
+            labelled: 0,
+            right: 0,
+        }
+    }
+
+    fn add(&mut self, decision: &Decision, label: Option<usize>) {
+        self.times.push(decision.compute_time());
+        let last = self.exits.len().saturating_sub(1);
+        if let Some(n) = self.exits.get_mut(decision.exit_stage.min(last)) {
+            *n += 1;
+        }
+        if let Some(label) = label {
+            self.labelled += 1;
+            self.right += usize::from(decision.class == label);
+        }
+    }
+
+    fn row(
+        self,
+        name: &str,
+        workers: usize,
+        pipelined: bool,
+        threads: Threads,
+        wall: Duration,
+        count: usize,
+    ) -> ThroughputRow {
+        let wall = wall.as_secs_f64().max(1e-9);
+        let n = count.max(1) as f64;
+        ThroughputRow {
+            config: name.to_string(),
+            workers,
+            pipelined,
+            threads: threads.get(),
+            images_per_s: count as f64 / wall,
+            latency: Latency::of(&self.times),
+            top1: (self.labelled > 0).then(|| self.right as f64 / self.labelled as f64),
+            exit_shares: self.exits.iter().map(|&e| e as f64 / n).collect(),
+        }
+    }
 }

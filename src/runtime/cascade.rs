@@ -335,6 +335,38 @@ impl CascadeBuilder {
     }
 }
 
+/// What one [`Cascade::step`] decided for an input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Answered (by this stage, or, cut short, by the one before).
+    Done(Decision),
+    /// Not confident: the next stage runs, from here.
+    Defer(Partial),
+}
+
+/// An input part-way through a cascade: what its stages so far said. On the stack, like
+/// the [`Decision`] it becomes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partial {
+    runs: heapless::Vec<StageRun, MAX_STAGES>,
+    /// The last stage's summary: the answer if the next stage cannot give one.
+    last: Summary,
+    /// Compute time so far.
+    spent: Duration,
+}
+
+impl Partial {
+    /// The stage that runs next.
+    pub fn next_stage(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// Compute time spent on the input so far.
+    pub fn spent(&self) -> Duration {
+        self.spent
+    }
+}
+
 /// What running one stage on one input gave.
 enum Ran {
     Answered(StageRun, Summary),
@@ -602,69 +634,95 @@ impl Cascade {
         image: &RgbImage,
         mut may_defer: impl FnMut(usize, Duration) -> bool,
     ) -> Result<Decision> {
-        let mut runs: heapless::Vec<StageRun, MAX_STAGES> = heapless::Vec::new();
-        let mut spent = Duration::ZERO;
-        // The last stage that answered: what a served stage that does not answer falls
-        // back to.
-        let mut last: Option<Summary> = None;
-        for i in 0..self.stages.len() {
-            let (run, summary) = match self.run_stage(i, image)? {
-                Ran::Answered(run, summary) => (run, summary),
-                Ran::Unanswered { why, spent: waited } => {
-                    let (Some(summary), Some(run)) = (last, runs.last().copied()) else {
-                        return Err(self.unanswered(i, &why));
-                    };
-                    log::debug!(
-                        "{} did not answer ({why}): stage {} answers",
-                        self.stages[i].spec(),
-                        i - 1
-                    );
-                    self.release_idle(i);
-                    return Ok(Decision {
-                        class: run.class,
-                        confidence: run.confidence,
-                        top: summary.top,
-                        exit_stage: run.stage,
-                        stages: runs,
-                        cut_short: Some(CutShort::Unanswered),
-                        unanswered: waited,
-                    });
-                }
-            };
-            spent += run.preprocess + run.inference;
-            let exits = match self.rules.get(i) {
-                Some(rule) => run.confidence >= rule.threshold.get(),
-                None => true,
-            };
-            let cut_short = if exits {
-                None
-            } else if !may_defer(i + 1, spent) {
-                Some(CutShort::Deadline)
-            } else if !self.make_room(i + 1) {
-                Some(CutShort::Memory)
-            } else {
-                None
-            };
-            // Capacity is MAX_STAGES and the builder caps the stage count at that.
-            let _ = runs.push(run);
-            if exits || cut_short.is_some() {
+        let mut so_far = None;
+        loop {
+            match self.step(image, so_far, &mut may_defer)? {
+                Step::Done(decision) => return Ok(decision),
+                Step::Defer(partial) => so_far = Some(partial),
+            }
+        }
+    }
+
+    /// Runs the next stage for an input (the first, or the one after `so_far`'s) and
+    /// decides: an answer, or a deferral to the stage after. [`Cascade::classify_until`] is
+    /// these steps in a loop; a pipeline runs each stage's steps on its own thread, each
+    /// on a fork of the cascade. `may_defer` is as for `classify_until`.
+    pub fn step(
+        &mut self,
+        image: &RgbImage,
+        so_far: Option<Partial>,
+        mut may_defer: impl FnMut(usize, Duration) -> bool,
+    ) -> Result<Step> {
+        let i = so_far.as_ref().map_or(0, Partial::next_stage);
+        if i >= self.stages.len() {
+            return Err(Error::InvalidArgument(format!(
+                "no stage {i} in a {}-stage cascade",
+                self.stages.len()
+            )));
+        }
+        let (run, summary) = match self.run_stage(i, image)? {
+            Ran::Answered(run, summary) => (run, summary),
+            Ran::Unanswered { why, spent: waited } => {
+                // A served stage gave nothing: the last stage that answered does.
+                let Some(p) = so_far else {
+                    return Err(self.unanswered(i, &why));
+                };
+                let Some(run) = p.runs.last().copied() else {
+                    return Err(self.unanswered(i, &why));
+                };
+                log::debug!(
+                    "{} did not answer ({why}): stage {} answers",
+                    self.stages[i].spec(),
+                    run.stage
+                );
                 self.release_idle(i);
-                return Ok(Decision {
+                return Ok(Step::Done(Decision {
                     class: run.class,
                     confidence: run.confidence,
-                    top: summary.top,
-                    exit_stage: i,
-                    stages: runs,
-                    cut_short,
-                    unanswered: Duration::ZERO,
-                });
+                    top: p.last.top,
+                    exit_stage: run.stage,
+                    stages: p.runs,
+                    cut_short: Some(CutShort::Unanswered),
+                    unanswered: waited,
+                }));
             }
-            last = Some(summary);
+        };
+        let (mut runs, mut spent) = so_far.map_or((heapless::Vec::new(), Duration::ZERO), |p| {
+            (p.runs, p.spent)
+        });
+        spent += run.preprocess + run.inference;
+        let exits = match self.rules.get(i) {
+            Some(rule) => run.confidence >= rule.threshold.get(),
+            None => true,
+        };
+        let cut_short = if exits {
+            None
+        } else if !may_defer(i + 1, spent) {
+            Some(CutShort::Deadline)
+        } else if !self.make_room(i + 1) {
+            Some(CutShort::Memory)
+        } else {
+            None
+        };
+        // Capacity is MAX_STAGES and the builder caps the stage count at that.
+        let _ = runs.push(run);
+        if exits || cut_short.is_some() {
+            self.release_idle(i);
+            return Ok(Step::Done(Decision {
+                class: run.class,
+                confidence: run.confidence,
+                top: summary.top,
+                exit_stage: i,
+                stages: runs,
+                cut_short,
+                unanswered: Duration::ZERO,
+            }));
         }
-        // The last stage has no exit rule and always answers, so this is never reached.
-        Err(Error::Internal(
-            "the cascade's last stage did not answer".into(),
-        ))
+        Ok(Step::Defer(Partial {
+            runs,
+            last: summary,
+            spent,
+        }))
     }
 
     /// The error for a served stage that did not answer with no stage before it to stand

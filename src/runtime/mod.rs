@@ -20,19 +20,22 @@ mod footprint;
 mod labels;
 pub(crate) mod manifest;
 mod model;
+mod pipeline;
 mod preprocess;
 mod sizing;
 mod stage;
 pub mod workers;
 
 pub use cascade::{
-    Cascade, CascadeBuilder, CutShort, Decision, StageRun, DEFAULT_THRESHOLD, MAX_STAGES,
+    Cascade, CascadeBuilder, CutShort, Decision, Partial, StageRun, Step, DEFAULT_THRESHOLD,
+    MAX_STAGES,
 };
 pub use confidence::{ExitRule, Metric, Ranked, Summary, Threshold, TOP_K};
 pub use footprint::Footprint;
 pub use labels::Labels;
 pub use manifest::{InputSpec, Layout, Manifest, Normalization};
 pub use model::{LoadOptions, Location, Model, ModelSpec, ThreadCap, Threads};
+pub use pipeline::run_pipelined;
 pub use preprocess::Preprocessor;
 pub use stage::{Stage, StageOutput};
 pub use workers::{run_in_order, Fork, Workers};

@@ -48,13 +48,20 @@ fn bench_outputs_exist_parse_and_agree_with_eval() {
         assert_eq!(c["energy"]["estimate"], true);
     }
     // Throughput: each model alone and the cascade at 1 and 2 workers (one thread, so no
-    // separate latency-mode row); the answers do not depend on the mode.
+    // separate latency-mode row), then the cascade pipelined (one thread per stage); the
+    // answers do not depend on the mode.
     assert!(table.contains("| throughput | workers |"), "{table}");
+    assert!(table.contains("| cascade | 2 (pipelined) | 1 |"), "{table}");
     let rows = json["throughput"].as_array().unwrap();
-    assert_eq!(rows.len(), 6, "{rows:?}");
+    assert_eq!(rows.len(), 7, "{rows:?}");
     for (i, row) in rows.iter().enumerate() {
-        let config = &configs[i / 2];
-        assert_eq!(row["workers"], (i % 2 + 1) as u64);
+        let config = &configs[(i / 2).min(2)];
+        let pipelined = i == 6;
+        assert_eq!(row["pipelined"], pipelined);
+        assert_eq!(
+            row["workers"],
+            if pipelined { 2 } else { (i % 2 + 1) as u64 }
+        );
         assert_eq!(row["threads"], 1);
         assert!(row["images_per_s"].as_f64().unwrap() > 0.0);
         assert_eq!(row["latency"]["count"], 12);

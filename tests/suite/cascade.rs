@@ -278,3 +278,71 @@ fn a_stage_is_released_to_make_room_for_the_next() {
     assert_eq!(c.released_for_memory(), 3);
     assert_eq!(c.stages()[1].load_count(), 2);
 }
+
+#[test]
+fn a_pipeline_answers_what_one_worker_answers_in_input_order() {
+    use cascade::runtime::run_pipelined;
+    // Three stages, so inputs pass two hand-overs, at thresholds that send some to each.
+    let c = CascadeBuilder::new()
+        .stage(
+            ModelSpec::new(common::model("efficientnet-lite0"))
+                .at_size(160)
+                .unwrap(),
+        )
+        .stage(ModelSpec::new(common::model("efficientnet-lite0")))
+        .stage(ModelSpec::new(common::model("efficientnet-lite1")))
+        .thresholds([Threshold::new(0.8).unwrap(), Threshold::new(0.6).unwrap()])
+        .build()
+        .unwrap();
+    let images: Vec<_> = common::sample_set(16)
+        .samples
+        .iter()
+        .map(|s| cascade::decode_file(&s.path).unwrap())
+        .collect();
+    let mut one = c.fork().unwrap();
+    let alone: Vec<_> = images.iter().map(|i| one.classify(i).unwrap()).collect();
+    let mut got = Vec::new();
+    run_pipelined(
+        &c,
+        images.iter().enumerate(),
+        |(_, i)| i,
+        |(n, _), d| {
+            got.push((n, d));
+            Ok(())
+        },
+    )
+    .unwrap();
+    let order: Vec<usize> = got.iter().map(|(n, _)| *n).collect();
+    assert_eq!(order, (0..images.len()).collect::<Vec<_>>());
+    for ((_, d), a) in got.iter().zip(&alone) {
+        assert_eq!((d.class, d.exit_stage), (a.class, a.exit_stage));
+        assert!((d.confidence - a.confidence).abs() < 1e-6);
+        assert_eq!(d.stages.len(), a.stages.len());
+    }
+    let exits: Vec<usize> = (0..3)
+        .map(|s| alone.iter().filter(|d| d.exit_stage == s).count())
+        .collect();
+    assert!(
+        exits.iter().all(|&e| e > 0),
+        "every stage answers some: {exits:?}"
+    );
+
+    // An error (here from the caller) stops the run and comes back; no thread is left.
+    let mut delivered = 0;
+    let e = run_pipelined(
+        &c,
+        images.iter(),
+        |i| i,
+        |_, _| {
+            delivered += 1;
+            if delivered == 3 {
+                Err(cascade::Error::InvalidArgument("enough".into()))
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("enough"), "{e}");
+    assert_eq!(delivered, 3);
+}
