@@ -592,6 +592,17 @@ mod tests {
     }
 
     #[test]
+    fn grpcs_takes_rustls_with_webpki_roots_and_rest_endpoints_are_refused() {
+        // Nothing is sent: the connection opens on the first call.
+        let endpoint: Endpoint = "grpcs://models.example.org/m".parse().unwrap();
+        let client = GrpcClient::new(endpoint, None, Timeouts::default()).unwrap();
+        assert!(client.endpoint().is_tls());
+        let endpoint: Endpoint = "http://127.0.0.1:1/v2/models/m".parse().unwrap();
+        let e = GrpcClient::new(endpoint, None, Timeouts::default()).unwrap_err();
+        assert!(e.to_string().contains("not a gRPC endpoint"), "{e}");
+    }
+
+    #[test]
     fn statuses_are_named_and_their_messages_kept_short() {
         let endpoint: Endpoint = "grpc://127.0.0.1:1/m".parse().unwrap();
         let client = GrpcClient::new(endpoint, None, Timeouts::default()).unwrap();
