@@ -15,7 +15,7 @@ mod memory;
 mod plot;
 mod remote;
 pub use plot::AccuracyVsCost;
-pub use remote::{time_remote, RemoteTiming};
+pub use remote::{time_remote, RemoteTiming, RoundTrip};
 mod throughput;
 
 use std::time::Duration;

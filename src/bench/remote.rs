@@ -1,8 +1,8 @@
-//! A model in process against the same model on an Open Inference Protocol server, timed
-//! on the same preprocessed input in one run: what sending an input to the server costs the
-//! board, next to answering it here.
+//! A model in process against the same model on Open Inference Protocol servers (or one
+//! server over several bindings), timed on the same preprocessed input in one run: what
+//! sending an input to a server costs the board, next to answering it here.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -16,23 +16,32 @@ use crate::tune::Latency;
 #[derive(Debug, Clone, Serialize)]
 pub struct RemoteTiming {
     pub model: String,
-    pub endpoint: String,
     /// In-process inference (the input preprocessed once, before the runs).
     pub local: Latency,
-    /// The whole round trip: the request's JSON, the network, the server's inference, the
-    /// answer's JSON.
-    pub remote: Latency,
-    /// Whether both gave the same class on every run.
+    /// Each endpoint's round trip, in the order given.
+    pub remote: Vec<RoundTrip>,
+    /// Whether every endpoint gave the local class on every run.
+    pub same_class: bool,
+}
+
+/// One endpoint's round trips: encoding the request (JSON, or protobuf with the tensor as
+/// raw bytes), the network, the server's inference, decoding the answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundTrip {
+    pub endpoint: String,
+    #[serde(flatten)]
+    pub latency: Latency,
+    /// Whether it gave the local class on every run.
     pub same_class: bool,
 }
 
 /// Loads `spec` (for its preprocessing and the in-process runs), preprocesses `image`
-/// once, then alternates an in-process inference and a request to `client`, `runs` times
-/// after one untimed warm-up of each, so a drifting machine load hits both alike.
+/// once, then `runs` times (after one untimed warm-up of each) runs it in process and sends
+/// it to each client in turn, so a drifting machine load hits all of them alike.
 pub fn time_remote(
     spec: &ModelSpec,
     options: LoadOptions,
-    client: &Client,
+    clients: &[Client],
     image: &RgbImage,
     runs: usize,
 ) -> Result<RemoteTiming> {
@@ -42,18 +51,26 @@ pub fn time_remote(
             super::MAX_RUNS
         )));
     }
+    if clients.is_empty() {
+        return Err(Error::InvalidArgument("no remote endpoint to time".into()));
+    }
     let mut model = Model::load(spec, options)?;
     let mut pre = Preprocessor::new(model.input().clone());
     let shape = model.input().shape();
     let tensor = pre.run(image)?.to_vec();
-    let input = client
-        .metadata()?
-        .inputs
-        .first()
-        .map(|i| i.name.clone())
-        .ok_or_else(|| {
-            Error::InvalidArgument(format!("{} declares no input", client.endpoint()))
-        })?;
+    let inputs = clients
+        .iter()
+        .map(|client| {
+            client
+                .metadata()?
+                .inputs
+                .first()
+                .map(|i| i.name.clone())
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!("{} declares no input", client.endpoint()))
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let argmax = |v: &[f32]| {
         v.iter()
             .enumerate()
@@ -61,23 +78,36 @@ pub fn time_remote(
             .map(|(i, _)| i)
     };
     model.infer(&tensor)?;
-    client.infer(&input, &shape, &tensor)?;
-    let (mut local, mut remote) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
-    let mut same_class = true;
+    for (client, input) in clients.iter().zip(&inputs) {
+        client.infer(input, &shape, &tensor)?;
+    }
+    let mut local = Vec::with_capacity(runs);
+    let mut remote: Vec<(Vec<Duration>, bool)> =
+        vec![(Vec::with_capacity(runs), true); clients.len()];
     for _ in 0..runs {
         let t0 = Instant::now();
         let here = argmax(model.infer(&tensor)?);
         local.push(t0.elapsed());
-        let t0 = Instant::now();
-        let there = argmax(&client.infer(&input, &shape, &tensor)?);
-        remote.push(t0.elapsed());
-        same_class &= here == there;
+        for ((client, input), (times, same)) in clients.iter().zip(&inputs).zip(&mut remote) {
+            let t0 = Instant::now();
+            let there = argmax(&client.infer(input, &shape, &tensor)?);
+            times.push(t0.elapsed());
+            *same &= here == there;
+        }
     }
+    let remote: Vec<RoundTrip> = clients
+        .iter()
+        .zip(remote)
+        .map(|(client, (times, same_class))| RoundTrip {
+            endpoint: client.endpoint().to_string(),
+            latency: Latency::of(&times),
+            same_class,
+        })
+        .collect();
     Ok(RemoteTiming {
         model: model.name().to_string(),
-        endpoint: client.endpoint().to_string(),
         local: Latency::of(&local),
-        remote: Latency::of(&remote),
-        same_class,
+        same_class: remote.iter().all(|r| r.same_class),
+        remote,
     })
 }

@@ -27,10 +27,12 @@ pub struct TimeArgs {
     /// tract's NHWC convolution rewrite: auto (on for x86_64, where it measured faster).
     #[arg(long, value_enum, default_value_t = Toggle::Auto)]
     pub conv_nhwc: Toggle,
-    /// Also time the same model on an Open Inference Protocol server,
-    /// `http(s)://HOST:PORT/v2/models/NAME`, alternating with the in-process runs.
+    /// Also time the same model on an Open Inference Protocol server, over REST
+    /// (`http(s)://HOST:PORT/v2/models/NAME`) or gRPC (`grpc(s)://HOST:PORT/NAME`),
+    /// alternating with the in-process runs. Repeat it to compare servers or bindings in
+    /// one run.
     #[arg(long, value_name = "URL")]
-    pub remote: Option<cascade::remote::Endpoint>,
+    pub remote: Vec<cascade::remote::Endpoint>,
     /// The server's bearer token, from the first line of this file.
     #[arg(
         long,
@@ -49,8 +51,8 @@ pub struct TimeArgs {
 
 pub fn run(args: TimeArgs) -> CliResult<ExitCode> {
     let image = decode_file(&args.image)?;
-    if let Some(endpoint) = args.remote.clone() {
-        return remote(args, endpoint, &image);
+    if !args.remote.is_empty() {
+        return remote(args, &image);
     }
     let t = bench::time_inference(
         &ModelSpec::new(&args.model),
@@ -75,42 +77,49 @@ pub fn run(args: TimeArgs) -> CliResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `time --remote`: in-process inference against the server's round trip.
-fn remote(
-    args: TimeArgs,
-    endpoint: cascade::remote::Endpoint,
-    image: &cascade::RgbImage,
-) -> CliResult<ExitCode> {
+/// `time --remote`: in-process inference against each server's round trip.
+fn remote(args: TimeArgs, image: &cascade::RgbImage) -> CliResult<ExitCode> {
     use cascade::remote::{Client, Timeouts, Token};
     let token = match (&args.token_file, &args.token_env) {
         (Some(f), _) => Some(Token::from_file(f)?),
         (_, Some(v)) => Some(Token::from_env(v)?),
         _ => None,
     };
-    let client = Client::new(endpoint, token, Timeouts::default())?;
+    let clients = args
+        .remote
+        .iter()
+        .map(|endpoint| Client::new(endpoint.clone(), token.clone(), Timeouts::default()))
+        .collect::<cascade::Result<Vec<_>>>()?;
     let t = bench::time_remote(
         &ModelSpec::new(&args.model),
         args.conv_nhwc.load_options(),
-        &client,
+        &clients,
         image,
         args.runs as usize,
     )?;
     if args.json {
         line(&serde_json::to_string(&t).map_err(|e| cascade::Error::Internal(e.to_string()))?)?;
     } else {
-        let (l, r) = (&t.local, &t.remote);
-        line(&format!(
-            "{}: {} runs each, alternating: in process median {:.2} ms (p95 {:.2}); {} round trip median {:.2} ms (p95 {:.2}), {:.2}x; {}",
-            t.model,
-            l.count,
-            l.p50_ms,
-            l.p95_ms,
-            t.endpoint,
-            r.p50_ms,
-            r.p95_ms,
-            r.p50_ms / l.p50_ms,
-            if t.same_class { "same class every run" } else { "classes differed" }
-        ))?;
+        let l = &t.local;
+        let mut text = format!(
+            "{}: {} runs each, alternating: in process median {:.2} ms (p95 {:.2})",
+            t.model, l.count, l.p50_ms, l.p95_ms
+        );
+        for r in &t.remote {
+            text.push_str(&format!(
+                "; {} round trip median {:.2} ms (p95 {:.2}), {:.2}x",
+                r.endpoint,
+                r.latency.p50_ms,
+                r.latency.p95_ms,
+                r.latency.p50_ms / l.p50_ms
+            ));
+        }
+        text.push_str(if t.same_class {
+            "; same class every run"
+        } else {
+            "; classes differed"
+        });
+        line(&text)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,24 +2,30 @@
 //! Open Inference Protocol is carried to it.
 
 use crate::error::Result;
-use crate::remote::{Endpoint, ModelMetadata, RestClient, Timeouts, Token};
+use crate::remote::{Binding, Endpoint, GrpcClient, ModelMetadata, RestClient, Timeouts, Token};
 
 /// A client for one model on one server, over the binding its endpoint names.
 #[derive(Debug, Clone)]
 pub enum Client {
     /// `http(s)://HOST:PORT/v2/models/NAME`: v2 JSON over HTTP/1.1.
     Rest(RestClient),
+    /// `grpc(s)://HOST:PORT/NAME`: v2 protobuf over HTTP/2, the tensor as raw bytes.
+    Grpc(GrpcClient),
 }
 
 impl Client {
     /// A client for `endpoint`, over the binding its scheme names.
     pub fn new(endpoint: Endpoint, token: Option<Token>, timeouts: Timeouts) -> Result<Client> {
-        Ok(Client::Rest(RestClient::new(endpoint, token, timeouts)))
+        Ok(match endpoint.binding() {
+            Binding::Rest => Client::Rest(RestClient::new(endpoint, token, timeouts)),
+            Binding::Grpc => Client::Grpc(GrpcClient::new(endpoint, token, timeouts)?),
+        })
     }
 
     pub fn endpoint(&self) -> &Endpoint {
         match self {
             Client::Rest(c) => c.endpoint(),
+            Client::Grpc(c) => c.endpoint(),
         }
     }
 
@@ -27,6 +33,7 @@ impl Client {
     pub fn ready(&self) -> Result<()> {
         match self {
             Client::Rest(c) => c.ready(),
+            Client::Grpc(c) => c.ready(),
         }
     }
 
@@ -34,6 +41,7 @@ impl Client {
     pub fn metadata(&self) -> Result<ModelMetadata> {
         match self {
             Client::Rest(c) => c.metadata(),
+            Client::Grpc(c) => c.metadata(),
         }
     }
 
@@ -41,6 +49,7 @@ impl Client {
     pub fn infer(&self, input: &str, shape: &[usize], data: &[f32]) -> Result<Vec<f32>> {
         match self {
             Client::Rest(c) => c.infer(input, shape, data),
+            Client::Grpc(c) => c.infer(input, shape, data),
         }
     }
 }
@@ -48,5 +57,11 @@ impl Client {
 impl From<RestClient> for Client {
     fn from(c: RestClient) -> Client {
         Client::Rest(c)
+    }
+}
+
+impl From<GrpcClient> for Client {
+    fn from(c: GrpcClient) -> Client {
+        Client::Grpc(c)
     }
 }

@@ -3,8 +3,9 @@
 //! larger model on a server the site already runs. The board preprocesses; only the tensor
 //! travels.
 //!
-//! - [`Client`]: the protocol over its bindings ([`RestClient`]: endpoint, token,
-//!   timeouts, error bodies);
+//! - [`Client`]: the protocol over its bindings ([`RestClient`], v2 JSON over HTTP;
+//!   [`GrpcClient`], v2 protobuf over HTTP/2 with the tensor as raw bytes): endpoint, token,
+//!   timeouts, errors;
 //! - [`RemoteStage`]: a model on a server as a stage that falls back instead of failing,
 //!   backs off from a failing server and uses it again once it answers.
 //!
@@ -14,13 +15,15 @@
 
 mod client;
 mod endpoint;
+mod grpc;
 mod rest;
 mod served;
 mod stage;
 mod token;
 
 pub use client::Client;
-pub use endpoint::Endpoint;
+pub use endpoint::{Binding, Endpoint};
+pub use grpc::GrpcClient;
 pub use rest::{ModelMetadata, RestClient, TensorMetadata, Timeouts, BODY_SHOWN};
 pub use served::{Access, ServedModel, TokenSource};
 pub use stage::{Outcome, RemoteStage, RemoteStats, Unanswered, FIRST_BACKOFF, MAX_BACKOFF};

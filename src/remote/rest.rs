@@ -219,7 +219,7 @@ fn describe(status: u16) -> &'static str {
 
 /// The start of a body, on one line: JSON errors (`{"error": ...}`, FastAPI's
 /// `{"detail": [...]}`) and plain text alike.
-fn shown(body: &str) -> String {
+pub(crate) fn shown(body: &str) -> String {
     let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
     match one_line.char_indices().nth(BODY_SHOWN) {
         Some((i, _)) => format!("{}...", &one_line[..i]),

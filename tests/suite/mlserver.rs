@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cascade::remote::{Endpoint, RestClient, Timeouts};
+use cascade::remote::{Endpoint, GrpcClient, RestClient, Timeouts};
 
 use crate::common;
 
@@ -24,7 +24,6 @@ pub struct MlServer {
     child: Child,
     pub http: u16,
     /// The v2 gRPC service's port.
-    #[allow(dead_code)] // until the gRPC binding is tested
     pub grpc: u16,
 }
 
@@ -35,13 +34,18 @@ impl MlServer {
 
     /// On a given HTTP port (a restart where the last one was).
     pub fn start_on(http: u16) -> MlServer {
+        MlServer::start_on_ports(http, free_port())
+    }
+
+    /// On given HTTP and gRPC ports (a restart where the last one was).
+    pub fn start_on_ports(http: u16, grpc: u16) -> MlServer {
         let bin = common::root().join("target/tools/mlserver/bin/mlserver");
         assert!(
             bin.exists(),
             "{} is missing: run scripts/setup",
             bin.display()
         );
-        let (grpc, metrics) = (free_port(), free_port());
+        let metrics = free_port();
         let child = Command::new(&bin)
             .args(["start", "."])
             .current_dir(common::root().join("models/mlserver"))
@@ -64,6 +68,15 @@ impl MlServer {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+        // And over gRPC, which listens on its own.
+        let client = server.grpc_client("efficientnet-lite2");
+        while client.ready().is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "MLServer's gRPC service not ready in 90 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
         server
     }
 
@@ -75,6 +88,17 @@ impl MlServer {
 
     pub fn client(&self, model: &str) -> RestClient {
         RestClient::new(self.endpoint(model), None, Timeouts::default())
+    }
+
+    /// The same model over the v2 gRPC service.
+    pub fn grpc_endpoint(&self, model: &str) -> Endpoint {
+        format!("grpc://127.0.0.1:{}/{model}", self.grpc)
+            .parse()
+            .unwrap()
+    }
+
+    pub fn grpc_client(&self, model: &str) -> GrpcClient {
+        GrpcClient::new(self.grpc_endpoint(model), None, Timeouts::default()).unwrap()
     }
 }
 

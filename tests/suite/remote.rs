@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use cascade::remote::{Endpoint, Outcome, RemoteStage, RestClient, Timeouts, Unanswered};
+use cascade::remote::{
+    Client, Endpoint, GrpcClient, Outcome, RemoteStage, RestClient, Timeouts, Unanswered,
+};
 use cascade::runtime::{LoadOptions, Model, Preprocessor};
 use cascade::{decode_file, Error, ModelSpec};
 
@@ -238,7 +240,7 @@ fn a_token_protected_server_takes_the_token_and_no_message_shows_it() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["same_class"], true);
-    assert_eq!(v["remote"]["count"], 2);
+    assert_eq!(v["remote"][0]["count"], 2);
     let everything = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -434,4 +436,374 @@ fn error_bodies_slow_answers_and_malformed_json_are_fallbacks_with_their_reason(
     );
     let reason = unanswered_reason(stage.infer(&tensor()).unwrap());
     assert!(reason.contains("no answer in time"), "{reason}");
+}
+
+#[test]
+fn mlserver_over_grpc_answers_what_the_local_model_and_rest_answer_and_refuses_clearly() {
+    let server = MlServer::start();
+    let client = server.grpc_client("efficientnet-lite2");
+    client.ready().unwrap();
+    let meta = client.metadata().unwrap();
+    assert_eq!(meta.name, "efficientnet-lite2");
+    assert_eq!(meta.inputs[0].name, "input");
+    assert_eq!(meta.inputs[0].datatype, "FP32");
+    assert_eq!(meta.inputs[0].shape, [1, 3, 260, 260]);
+    assert_eq!(meta.outputs[0].shape, [1, 1000]);
+
+    // The same tensor as raw bytes: the local tract model's class and logits within float
+    // noise, and the REST binding's logits (the same ONNX Runtime on the same input).
+    let rest = server.client("efficientnet-lite2");
+    let spec = ModelSpec::new(common::model("efficientnet-lite2"));
+    let mut local = Model::load(&spec, LoadOptions::default()).unwrap();
+    let mut pre = Preprocessor::new(local.input().clone());
+    let shape = local.input().shape();
+    for sample in &common::sample_set(8).samples {
+        let image = decode_file(&sample.path).unwrap();
+        let tensor = pre.run(&image).unwrap().to_vec();
+        let remote = client.infer("input", &shape, &tensor).unwrap();
+        let over_rest = rest.infer("input", &shape, &tensor).unwrap();
+        let here = local.infer(&tensor).unwrap();
+        assert_eq!(remote.len(), here.len());
+        assert_eq!(argmax(&remote), argmax(here), "{}", sample.path.display());
+        let differ = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max)
+        };
+        let worst = differ(&remote, here);
+        assert!(
+            worst < 1e-2,
+            "{}: logits differ by {worst}",
+            sample.path.display()
+        );
+        let worst = differ(&remote, &over_rest);
+        assert!(
+            worst < 1e-5,
+            "{}: gRPC and REST differ by {worst}",
+            sample.path.display()
+        );
+    }
+
+    // A model the server does not have: its status named, its message kept. (MLServer 1.7
+    // answers ModelReady for it with UNKNOWN and its exception's text, ModelMetadata with
+    // NOT_FOUND.)
+    let missing = server.grpc_client("no-such-model");
+    let e = missing.metadata().unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, Error::Remote { status: None, .. }), "{text}");
+    assert!(
+        text.contains("no such model (or not ready) (gRPC NOT_FOUND: "),
+        "{text}"
+    );
+    let e = missing.ready().unwrap_err().to_string();
+    assert!(e.contains("(gRPC "), "{e}");
+    assert!(
+        e.contains("no-such-model") && e.contains("not found"),
+        "{e}"
+    );
+    // A tensor of the wrong shape: refused by the server, reported with its reason.
+    let e = client
+        .infer("input", &[1, 3, 8, 8], &[0.0; 192])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("(gRPC "), "{e}");
+
+    // `time` alternates in-process runs with both bindings, and each gives the local class.
+    let tench = common::sample_dir().join("n01440764_tench.JPEG");
+    let lite2 = common::model_arg("efficientnet-lite2");
+    let (over_rest, over_grpc) = (
+        server.endpoint("efficientnet-lite2").to_string(),
+        server.grpc_endpoint("efficientnet-lite2").to_string(),
+    );
+    let out = common::cascade(&[
+        "time",
+        "--model",
+        &lite2,
+        common::arg(&tench),
+        "--runs",
+        "2",
+        "--json",
+        "--remote",
+        &over_rest,
+        "--remote",
+        &over_grpc,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["same_class"], true);
+    assert_eq!(v["remote"][0]["endpoint"], over_rest.as_str());
+    assert_eq!(v["remote"][1]["endpoint"], over_grpc.as_str());
+    assert_eq!(v["remote"][1]["count"], 2);
+    assert_eq!(v["remote"][1]["same_class"], true);
+
+    // Server gone: a clear error, not a hang.
+    let endpoint = server.grpc_endpoint("efficientnet-lite2");
+    drop(server);
+    let e = client.ready().unwrap_err();
+    assert!(e.to_string().contains("cannot reach the server"), "{e}");
+    let gone = GrpcClient::new(endpoint, None, Timeouts::default()).unwrap();
+    let e = gone.metadata().unwrap_err();
+    assert!(matches!(e, Error::Remote { status: None, .. }), "{e}");
+    assert!(e.to_string().contains("cannot reach the server"), "{e}");
+}
+
+#[test]
+fn a_remote_stage_over_grpc_falls_back_while_its_server_is_down_and_uses_it_again() {
+    let (http, grpc) = (free_port(), free_port());
+    let endpoint: Endpoint = format!("grpc://127.0.0.1:{grpc}/efficientnet-lite2")
+        .parse()
+        .unwrap();
+    let client = Client::new(endpoint, None, Timeouts::default()).unwrap();
+    assert!(matches!(client, Client::Grpc(_)));
+    // Not started: the stage still builds, and backs off instead of failing each input.
+    let mut stage = RemoteStage::connect(client, LITE2_SHAPE).unwrap();
+    assert!(matches!(
+        stage.infer(&tensor()).unwrap(),
+        Outcome::Unanswered(Unanswered::BackingOff { .. })
+    ));
+    stage.retry_now();
+    let reason = unanswered_reason(stage.infer(&tensor()).unwrap());
+    assert!(reason.contains("cannot reach the server"), "{reason}");
+
+    // Started: answered (the shape is checked on first contact), on the same connection
+    // object that failed before.
+    let server = MlServer::start_on_ports(http, grpc);
+    stage.retry_now();
+    let Outcome::Answered(logits) = stage.infer(&tensor()).unwrap() else {
+        panic!("no answer from a ready server")
+    };
+    assert_eq!(logits.len(), 1000);
+    // The same logits as over REST for the same tensor.
+    let over_rest = server
+        .client("efficientnet-lite2")
+        .infer("input", &LITE2_SHAPE, &tensor())
+        .unwrap();
+    assert_eq!(argmax(&logits), argmax(&over_rest));
+    // Killed mid-stream: a fallback, then a back-off; restarted: answered again.
+    drop(server);
+    let reason = unanswered_reason(stage.infer(&tensor()).unwrap());
+    assert!(reason.contains("cannot reach the server"), "{reason}");
+    assert!(matches!(
+        stage.infer(&tensor()).unwrap(),
+        Outcome::Unanswered(Unanswered::BackingOff { .. })
+    ));
+    let _server = MlServer::start_on_ports(http, grpc);
+    stage.retry_now();
+    assert!(matches!(
+        stage.infer(&tensor()).unwrap(),
+        Outcome::Answered(_)
+    ));
+    let s = stage.stats();
+    assert_eq!((s.answered, s.skipped), (2, 2), "{s:?}");
+    assert_eq!((s.failed, s.requests), (2, 3), "{s:?}");
+}
+
+#[test]
+fn over_grpc_a_model_of_another_shape_is_a_clear_error_and_an_unready_model_a_fallback() {
+    let server = MlServer::start();
+    let e = RemoteStage::connect(server.grpc_client("efficientnet-lite2"), [1, 3, 224, 224])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("takes FP32 [1, 3, 260, 260]"), "{e}");
+    assert!(e.contains("[1, 3, 224, 224]"), "{e}");
+    let mut stage = RemoteStage::connect(server.grpc_client("not-loaded"), LITE2_SHAPE).unwrap();
+    stage.retry_now();
+    let reason = unanswered_reason(stage.infer(&tensor()).unwrap());
+    assert!(reason.contains("gRPC NOT_FOUND"), "{reason}");
+}
+
+#[test]
+fn a_grpc_server_that_never_answers_costs_the_request_timeout_not_a_stall() {
+    // Accepts connections, reads what comes, answers nothing: a hung server.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let endpoint: Endpoint = format!("grpc://127.0.0.1:{port}/m").parse().unwrap();
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(1),
+        request: Duration::from_millis(300),
+    };
+    let mut stage = RemoteStage::connect(
+        GrpcClient::new(endpoint, None, timeouts).unwrap(),
+        LITE2_SHAPE,
+    )
+    .unwrap();
+    stage.retry_now();
+    let reason = unanswered_reason(stage.infer(&tensor()).unwrap());
+    assert!(reason.contains("no answer in time (300 ms)"), "{reason}");
+}
+
+/// The token gate for the gRPC binding: an HTTP/2 proxy that answers a call without
+/// `authorization: Bearer <token>` with UNAUTHENTICATED (what a site's ingress does) and
+/// forwards the rest to the server, frame by frame. Logs nothing.
+struct GrpcTokenGate {
+    port: u16,
+}
+
+impl GrpcTokenGate {
+    fn start(upstream: u16, token: &'static str) -> GrpcTokenGate {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                while let Ok((socket, _)) = listener.accept().await {
+                    tokio::spawn(async move {
+                        let Ok(mut conn) = h2::server::handshake(socket).await else {
+                            return;
+                        };
+                        while let Some(Ok((request, respond))) = conn.accept().await {
+                            tokio::spawn(Self::call(request, respond, upstream, token));
+                        }
+                    });
+                }
+            });
+        });
+        GrpcTokenGate { port }
+    }
+
+    async fn call(
+        request: http::Request<h2::RecvStream>,
+        mut respond: h2::server::SendResponse<bytes::Bytes>,
+        upstream: u16,
+        token: &'static str,
+    ) {
+        let expected = format!("Bearer {token}");
+        if request.headers().get("authorization").map(|v| v.as_bytes()) != Some(expected.as_bytes())
+        {
+            let refusal = http::Response::builder()
+                .status(200)
+                .header("content-type", "application/grpc")
+                .header("grpc-status", "16")
+                .header("grpc-message", "missing or wrong bearer token")
+                .body(())
+                .unwrap();
+            let _ = respond.send_response(refusal, true);
+            return;
+        }
+        let forward = async {
+            let socket = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await?;
+            let (up, connection) = h2::client::handshake(socket).await?;
+            tokio::spawn(connection);
+            let (parts, mut body) = request.into_parts();
+            let mut up = up.ready().await?;
+            let (answer, mut sending) =
+                up.send_request(http::Request::from_parts(parts, ()), false)?;
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk?;
+                let _ = body.flow_control().release_capacity(chunk.len());
+                sending.send_data(chunk, false)?;
+            }
+            sending.send_data(Default::default(), true)?;
+            let (parts, mut body) = answer.await?.into_parts();
+            let mut back = respond.send_response(http::Response::from_parts(parts, ()), false)?;
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk?;
+                let _ = body.flow_control().release_capacity(chunk.len());
+                back.send_data(chunk, false)?;
+            }
+            match body.trailers().await? {
+                Some(trailers) => back.send_trailers(trailers)?,
+                None => back.send_data(Default::default(), true)?,
+            }
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+        };
+        let _ = forward.await;
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        format!("grpc://127.0.0.1:{}/efficientnet-lite2", self.port)
+            .parse()
+            .unwrap()
+    }
+}
+
+#[test]
+fn a_token_protected_grpc_server_takes_the_token_and_no_message_shows_it() {
+    let server = MlServer::start();
+    let gate = GrpcTokenGate::start(server.grpc, "t0ps3cret");
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "t0ps3cret\n").unwrap();
+
+    // Without the token: refused, with the gate's reason.
+    let e = GrpcClient::new(gate.endpoint(), None, Timeouts::default())
+        .unwrap()
+        .ready()
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, Error::Remote { status: None, .. }), "{text}");
+    assert!(
+        text.contains(
+            "refused the credentials (gRPC UNAUTHENTICATED: missing or wrong bearer token)"
+        ),
+        "{text}"
+    );
+    // A wrong token: refused too, and the error does not echo it.
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not-the-one\n").unwrap();
+    let token = cascade::remote::Token::from_file(&wrong).unwrap();
+    let client = GrpcClient::new(gate.endpoint(), Some(token), Timeouts::default()).unwrap();
+    let e = client.ready().unwrap_err();
+    assert!(e.to_string().contains("UNAUTHENTICATED"), "{e}");
+    assert!(
+        !format!("{e} {e:?} {client:?}").contains("not-the-one"),
+        "{e:?}"
+    );
+
+    // With it: the same logits as straight to the server.
+    let token = cascade::remote::Token::from_file(&token_file).unwrap();
+    let through = GrpcClient::new(gate.endpoint(), Some(token), Timeouts::default()).unwrap();
+    through.ready().unwrap();
+    let direct = server
+        .grpc_client("efficientnet-lite2")
+        .infer("input", &LITE2_SHAPE, &tensor())
+        .unwrap();
+    assert_eq!(
+        through.infer("input", &LITE2_SHAPE, &tensor()).unwrap(),
+        direct
+    );
+
+    // Through the CLI at full verbosity: accepted, and neither stdout nor stderr carries it.
+    let tench = common::sample_dir().join("n01440764_tench.JPEG");
+    let url = gate.endpoint().to_string();
+    let lite2 = common::model_arg("efficientnet-lite2");
+    let out = common::cascade(&[
+        "-vv",
+        "time",
+        "--model",
+        &lite2,
+        common::arg(&tench),
+        "--runs",
+        "2",
+        "--json",
+        "--remote",
+        &url,
+        "--token-file",
+        common::arg(&token_file),
+    ]);
+    let everything = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{everything}");
+    assert!(!everything.contains("t0ps3cret"), "{everything}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["remote"][0]["same_class"], true);
 }
