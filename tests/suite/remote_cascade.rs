@@ -54,29 +54,40 @@ fn decode(path: &Path) -> RgbImage {
 }
 
 #[test]
-fn lite2_on_mlserver_gives_the_decisions_lite2_in_process_gives() {
+fn lite2_on_mlserver_gives_the_decisions_lite2_in_process_gives_over_rest_and_grpc() {
     let server = MlServer::start();
     let mut here = cascade_to(ModelSpec::new(model(LITE2)), Access::default());
     let mut there = cascade_to(served(server.endpoint(LITE2)), Access::default());
+    let mut grpc = cascade_to(served(server.grpc_endpoint(LITE2)), Access::default());
     // Without a manifest, the served stage's input comes from the server's metadata.
     let mut bare = cascade_to(ModelSpec::remote(server.endpoint(LITE2)), Access::default());
     let set = photos();
-    let (mut deferred, mut same_class) = (0, 0);
+    let (mut deferred, mut same_class, mut same_over_grpc) = (0, 0, 0);
     let mut max_gap = 0f32;
     for (i, sample) in set.samples.iter().enumerate() {
         let image = decode(&sample.path);
         let a = here.classify(&image).unwrap();
         let b = there.classify(&image).unwrap();
+        let g = grpc.classify(&image).unwrap();
         assert_eq!(a.exit_stage, b.exit_stage, "{}", sample.path.display());
-        assert_eq!(b.cut_short, None, "{}", sample.path.display());
+        assert_eq!(a.exit_stage, g.exit_stage, "{}", sample.path.display());
+        assert_eq!(
+            (b.cut_short, g.cut_short),
+            (None, None),
+            "{}",
+            sample.path.display()
+        );
         if a.exit_stage == 1 {
             deferred += 1;
             // tract and ONNX Runtime sum in different orders: the same class, the
             // same confidence to a few parts in ten thousand.
-            max_gap = max_gap.max((a.confidence - b.confidence).abs());
+            max_gap = max_gap
+                .max((a.confidence - b.confidence).abs())
+                .max((a.confidence - g.confidence).abs());
             assert_eq!(b.stages[1].stage, 1);
         }
         same_class += usize::from(a.class == b.class);
+        same_over_grpc += usize::from(a.class == g.class);
         if i < 8 {
             // Its normalization is assumed (ImageNet mean and deviation, not Lite's), so
             // only what the metadata gives is compared.
@@ -91,16 +102,19 @@ fn lite2_on_mlserver_gives_the_decisions_lite2_in_process_gives() {
     );
     let n = set.samples.len();
     eprintln!(
-        "{n} photos, {deferred} deferred to the server, {same_class} same class, largest confidence gap {max_gap:.2e}"
+        "{n} photos, {deferred} deferred to the server, {same_class} same class over REST, {same_over_grpc} over gRPC, largest confidence gap {max_gap:.2e}"
     );
     assert!(
         deferred * 5 > n,
         "a fair share is deferred: {deferred} of {n}"
     );
     assert_eq!(same_class, n, "every decision the same");
+    assert_eq!(same_over_grpc, n, "every decision the same over gRPC");
     assert!(max_gap < 1e-3, "{max_gap}");
-    let stats = there.stages()[1].remote_stats().unwrap();
-    assert_eq!((stats.answered, stats.failed), (deferred as u64, 0));
+    for c in [&there, &grpc] {
+        let stats = c.stages()[1].remote_stats().unwrap();
+        assert_eq!((stats.answered, stats.failed), (deferred as u64, 0));
+    }
 }
 
 /// Photos Lite0 is unsure of at 0.7, and one it is sure of, from the repository's set.
