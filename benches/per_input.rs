@@ -10,15 +10,18 @@
 //!   (shorter side 256) or a Lite0 -> Lite2 cascade (297) allows (jpeg-decoder in the DCT
 //!   domain: the 1440x1080 one at 1/4 and 1/2 scale; the 500x375 one is too small).
 //! - `per_input/*`: the whole per-input overhead for each of them (read the file, decode,
-//!   preprocess for Lite0, decide), its parts, and one Lite0 inference in the same run, so
-//!   overhead / inference can be read off.
+//!   preprocess for Lite0, decide), its parts (reading the file, decoding it, decoding it
+//!   into a reused image as a stream does, preprocessing), and one Lite0 inference in the
+//!   same run, so overhead / inference can be read off.
 //!
 //! One thread, as in the README's figures. `cargo bench --bench per_input`
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
-use cascade::input::{decode_bytes_sized, decode_file, decode_file_sized, DecodeSize, RgbImage};
+use cascade::input::{
+    decode_bytes_into, decode_bytes_sized, decode_file, decode_file_sized, DecodeSize, RgbImage,
+};
 use cascade::runtime::{ExitRule, Preprocessor};
 use cascade::{
     Cascade, CascadeBuilder, LoadOptions, Metric, Model, ModelSpec, Summary, Threads, Threshold,
@@ -152,6 +155,17 @@ fn per_input(c: &mut Criterion) {
                 black_box(tensor[0]);
                 rule.judge(&Summary::for_metric(black_box(&logits), rule.metric))
             })
+        });
+        group.bench_function(format!("read_{w}x{h}{name}"), |b| {
+            b.iter(|| std::fs::read(black_box(&path)).expect("reads"))
+        });
+        let bytes = std::fs::read(&path).expect("reads");
+        group.bench_function(format!("decode_{w}x{h}{name}"), |b| {
+            b.iter(|| decode_bytes_sized(black_box(&bytes), size).expect("decodes"))
+        });
+        let mut reused = RgbImage::new(0, 0);
+        group.bench_function(format!("decode_into_reused_{w}x{h}{name}"), |b| {
+            b.iter(|| decode_bytes_into(black_box(&bytes), size, &mut reused).expect("decodes"))
         });
         let image = decode_for(&path, size);
         let (dw, dh) = image.dimensions();

@@ -3,21 +3,26 @@
 //! Grayscale, RGBA and 16-bit images are converted to RGB8 (alpha is dropped), and the EXIF
 //! orientation is applied so a phone photo is classified the way it is seen.
 //!
+//! A JPEG is decoded by zune-jpeg, called directly rather than through the image crate
+//! (which copies the file, parses its headers three times and allocates the pixels anew);
+//! [`decode_bytes_into`] writes the pixels into a reused image, as a stream of MJPEG frames
+//! wants. PNG goes through the image crate.
+//!
 //! A JPEG need not be decoded at full size when the models will shrink it anyway: given a
 //! [`DecodeSize`], one at least 2, 4 or 8 times larger (on its shorter side) than needed can
 //! be decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (jpeg-decoder's scaled inverse
 //! transform), never yielding fewer pixels than needed. That saves memory, but not time:
-//! jpeg-decoder's entropy decoding, which no reduction skips, is slower than the image
-//! crate's zune-jpeg decoding the whole image (measured on the development machine: a
-//! 1440x1080 JPEG took 8.6 ms at 1/4 scale against 4.5 ms whole, `benches/per_input.rs`).
-//! So a cascade's size ([`DecodeSize::ShortSideAtLeast`]) reduces only a JPEG too large
-//! for the memory budget whole, which used to be refused; [`DecodeSize::Smallest`] always
-//! reduces. Everything else goes through the image crate.
+//! jpeg-decoder's entropy decoding, which no reduction skips, is slower than zune-jpeg
+//! decoding the whole image (measured on the development machine: a 1440x1080 JPEG took
+//! 8.6 ms at 1/4 scale against 4.5 ms whole, `benches/per_input.rs`). So a cascade's size
+//! ([`DecodeSize::ShortSideAtLeast`]) reduces only a JPEG too large for the memory budget
+//! whole, which used to be refused; [`DecodeSize::Smallest`] always reduces.
 
 use std::io::Cursor;
 use std::num::NonZeroU32;
 use std::path::Path;
 
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
 use crate::error::{Error, Result};
@@ -99,40 +104,108 @@ pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
 
 /// Decodes an encoded image held in memory (JPEG or PNG) no larger than `size` needs.
 pub fn decode_bytes_sized(bytes: &[u8], size: DecodeSize) -> std::result::Result<RgbImage, String> {
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?;
-    reader.limits(limits::image_limits());
-    let is_jpeg = match reader.format() {
-        None => return Err("unknown image format (JPEG and PNG are supported)".into()),
-        // The JPEG decoder fills a cut-off scan with grey instead of failing, which would
-        // silently classify half a picture: refuse a JPEG whose scan never ends.
-        Some(image::ImageFormat::Jpeg) => {
+    let mut image = RgbImage::new(0, 0);
+    decode_bytes_into(bytes, size, &mut image)?;
+    Ok(image)
+}
+
+/// Decodes an encoded image held in memory (JPEG or PNG) no larger than `size` needs into
+/// `image`, reusing its pixel buffer: a stream of JPEG frames of one size decodes into the
+/// same memory every time (zune-jpeg's own working buffers are still its own). On an error
+/// `image` is left empty or as it was.
+pub fn decode_bytes_into(
+    bytes: &[u8],
+    size: DecodeSize,
+    image: &mut RgbImage,
+) -> std::result::Result<(), String> {
+    let unknown = || "unknown image format (JPEG and PNG are supported)".to_string();
+    match image::guess_format(bytes).map_err(|_| unknown())? {
+        image::ImageFormat::Jpeg => {
+            // The JPEG decoder fills a cut-off scan with grey instead of failing, which
+            // would silently classify half a picture: refuse a JPEG whose scan never ends.
             jpeg::check_complete(bytes)?;
-            true
+            decode_jpeg_into(bytes, size, image)
         }
-        Some(_) => false,
-    };
-    let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
-    // From the header, before any decoder allocates the image.
-    let (width, height) = decoder.dimensions();
-    let orientation = decoder.orientation().map_err(|e| e.to_string())?;
-    let reduction = if is_jpeg {
-        size.jpeg_reduction(width, height, limits::max_pixels())
-    } else {
-        1
-    };
-    let scaled = match reduction {
+        format => {
+            *image = decode_with_image_crate(bytes, format)?;
+            Ok(())
+        }
+    }
+}
+
+/// A JPEG through zune-jpeg directly, with the settings the image crate gives it (lenient,
+/// RGB out, so the pixels are the same to the bit), but its headers parsed once instead of
+/// three times (the image crate parses them again for the orientation and for the pixels),
+/// the file not copied first, and the pixels written into `image`'s buffer. zune-jpeg picks
+/// its SIMD paths (AVX2 or NEON inverse DCT, colour conversion, upsampling) at run time.
+fn decode_jpeg_into(
+    bytes: &[u8],
+    size: DecodeSize,
+    image: &mut RgbImage,
+) -> std::result::Result<(), String> {
+    use zune_core::{bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions};
+    let options = DecoderOptions::default()
+        .set_strict_mode(false)
+        // The memory budget is checked below, from the header, before the pixels are.
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX)
+        .jpeg_set_out_colorspace(ColorSpace::RGB);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    decoder.decode_headers().map_err(|e| e.to_string())?;
+    let (width, height) = decoder
+        .dimensions()
+        .map(|(w, h)| (w as u32, h as u32))
+        .ok_or("the JPEG decoder read no frame header")?;
+    if width == 0 || height == 0 {
+        return Err("image has no pixels".into());
+    }
+    let orientation = decoder
+        .exif()
+        .and_then(|exif| Orientation::from_exif_chunk(exif))
+        .unwrap_or(Orientation::NoTransforms);
+    let reduced = match size.jpeg_reduction(width, height, limits::max_pixels()) {
         1 => None,
         r => decode_jpeg_reduced(bytes, r, width, height)?,
     };
-    let mut image = match scaled {
-        Some(rgb) => DynamicImage::ImageRgb8(rgb),
+    match reduced {
+        Some(rgb) => *image = rgb,
         None => {
             limits::check(u64::from(width), u64::from(height))?;
-            DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?
+            let len = decoder
+                .output_buffer_size()
+                .ok_or_else(|| format!("{width}x{height} pixels do not fit in memory"))?;
+            let mut pixels = std::mem::take(image).into_raw();
+            // Within the old capacity (the same frame size again) this neither allocates
+            // nor writes: every byte is overwritten by the decoder.
+            pixels.resize(len, 0);
+            decoder
+                .decode_into(&mut pixels)
+                .map_err(|e| e.to_string())?;
+            *image = RgbImage::from_raw(width, height, pixels)
+                .ok_or("the JPEG decoder gave too few pixels")?;
         }
-    };
+    }
+    if orientation != Orientation::NoTransforms {
+        let mut oriented = DynamicImage::ImageRgb8(std::mem::take(image));
+        oriented.apply_orientation(orientation);
+        *image = oriented.into_rgb8();
+    }
+    Ok(())
+}
+
+/// Any other format (PNG) through the image crate, converted to RGB8.
+fn decode_with_image_crate(
+    bytes: &[u8],
+    format: image::ImageFormat,
+) -> std::result::Result<RgbImage, String> {
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    reader.limits(limits::image_limits());
+    let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    // From the header, before the decoder allocates the image.
+    let (width, height) = decoder.dimensions();
+    let orientation = decoder.orientation().map_err(|e| e.to_string())?;
+    limits::check(u64::from(width), u64::from(height))?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
     image.apply_orientation(orientation);
     if image.width() == 0 || image.height() == 0 {
         return Err("image has no pixels".into());
@@ -386,6 +459,110 @@ pub(crate) mod tests {
         bytes[sof + 5..sof + 9].copy_from_slice(&[0xFD, 0xE8, 0xFD, 0xE8]); // 65000 x 65000
         let err = decode_bytes(&bytes).unwrap_err();
         assert!(err.contains("65000x65000 pixels is more than"), "{err}");
+    }
+
+    /// What the image crate's own JPEG path gives (zune-jpeg behind its `ImageDecoder`),
+    /// orientation applied, as this module decoded before it called zune-jpeg itself.
+    fn through_the_image_crate(bytes: &[u8]) -> RgbImage {
+        let mut decoder = ImageReader::with_format(Cursor::new(bytes), image::ImageFormat::Jpeg)
+            .into_decoder()
+            .unwrap();
+        let orientation = decoder.orientation().unwrap();
+        let mut image = DynamicImage::from_decoder(decoder).unwrap();
+        image.apply_orientation(orientation);
+        image.into_rgb8()
+    }
+
+    /// `bytes` with an EXIF segment saying `orientation` (1..=8) right after the start.
+    fn with_orientation(bytes: &[u8], orientation: u8) -> Vec<u8> {
+        let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec(); // big-endian, first IFD at 8
+        tiff.extend_from_slice(&[0, 1]); // one entry:
+        tiff.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, orientation, 0, 0]);
+        tiff.extend_from_slice(&[0, 0, 0, 0]); // no next IFD
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.extend_from_slice(&tiff);
+        let len = u16::try_from(app1.len() + 2).unwrap();
+        let mut out = bytes[..2].to_vec();
+        out.extend_from_slice(&[0xFF, 0xE1]);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&app1);
+        out.extend_from_slice(&bytes[2..]);
+        out
+    }
+
+    #[test]
+    fn jpeg_pixels_are_those_of_the_image_crate_to_the_bit() {
+        // Colour at two qualities (4:2:0 chroma), grey, and odd sizes (partial blocks).
+        let colour = RgbImage::from_fn(61, 37, |x, y| {
+            image::Rgb([(x * 4) as u8, (y * 7) as u8, ((x * y) % 251) as u8])
+        });
+        let mut files = Vec::new();
+        for quality in [75, 95] {
+            let mut out = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
+                .encode_image(&colour)
+                .unwrap();
+            files.push(out);
+        }
+        let grey = image::GrayImage::from_fn(33, 20, |x, y| image::Luma([(x * 7 + y) as u8]));
+        let mut out = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut out)
+            .encode_image(&grey)
+            .unwrap();
+        files.push(out);
+        files.push(
+            std::fs::read(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("assets/imagenet-sample/n01440764_tench.JPEG"),
+            )
+            .unwrap(),
+        );
+        for (i, bytes) in files.iter().enumerate() {
+            let ours = decode_bytes(bytes).unwrap();
+            let theirs = through_the_image_crate(bytes);
+            assert_eq!(ours.dimensions(), theirs.dimensions(), "file {i}");
+            assert!(ours == theirs, "file {i}: pixels differ");
+        }
+    }
+
+    #[test]
+    fn the_exif_orientation_is_applied() {
+        // 16x8, left half dark and right half bright.
+        let img = RgbImage::from_fn(16, 8, |x, _| image::Rgb([if x < 8 { 0 } else { 255 }; 3]));
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut bytes)
+            .encode_image(&img)
+            .unwrap();
+        for orientation in 1..=8 {
+            let tagged = with_orientation(&bytes, orientation);
+            let ours = decode_bytes(&tagged).unwrap();
+            let want = if orientation >= 5 { (8, 16) } else { (16, 8) };
+            assert_eq!(ours.dimensions(), want, "orientation {orientation}");
+            assert!(
+                ours == through_the_image_crate(&tagged),
+                "orientation {orientation}"
+            );
+        }
+        // 6: turned 90 degrees clockwise to be seen upright, so the bright half is below.
+        let turned = decode_bytes(&with_orientation(&bytes, 6)).unwrap();
+        assert!(turned.get_pixel(4, 2).0[0] < 60 && turned.get_pixel(4, 13).0[0] > 200);
+    }
+
+    #[test]
+    fn decoding_into_an_image_reuses_its_buffer() {
+        let (a, b) = (jpeg(40, 30), jpeg(40, 30));
+        let mut image = RgbImage::new(0, 0);
+        decode_bytes_into(&a, DecodeSize::Full, &mut image).unwrap();
+        let first = image.as_raw().as_ptr();
+        decode_bytes_into(&b, DecodeSize::Full, &mut image).unwrap();
+        assert_eq!(image.as_raw().as_ptr(), first, "the same pixels buffer");
+        assert!(image == decode_bytes(&b).unwrap());
+        // A smaller image fits in it too; a PNG or a broken JPEG leaves a usable image.
+        decode_bytes_into(&jpeg(20, 10), DecodeSize::Full, &mut image).unwrap();
+        assert_eq!(image.dimensions(), (20, 10));
+        assert!(decode_bytes_into(&a[..a.len() / 2], DecodeSize::Full, &mut image).is_err());
+        decode_bytes_into(&a, DecodeSize::Full, &mut image).unwrap();
+        assert_eq!(image.dimensions(), (40, 30));
     }
 
     #[test]

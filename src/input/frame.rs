@@ -4,6 +4,8 @@
 //! or JPEG images (`mjpeg`). [`FrameConverter`] turns each into the same [`RgbImage`] a
 //! decoded file gives, so a frame is preprocessed and classified exactly like a file. Raw
 //! frames are converted into one reused image: a stream of them allocates nothing per frame.
+//! MJPEG frames are decoded into one reused image too, but zune-jpeg allocates its own
+//! working buffers (Huffman tables, a row of blocks per component) for every frame.
 //!
 //! YUV is read as BT.601 limited range (Y in 16..=235, U and V in 16..=240), which is what
 //! `rpicam-vid --codec yuv420` and ffmpeg's `rawvideo` write for these formats by default.
@@ -14,7 +16,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::input::{decode_bytes_sized, DecodeSize, RgbImage};
+use crate::input::{decode_bytes_into, DecodeSize, RgbImage};
 
 /// How the bytes of one frame encode its pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -234,7 +236,8 @@ impl FrameConverter {
         let bad = |reason: String| Error::Frame { reason };
         let pixel = self.format.pixel;
         if pixel == PixelFormat::Mjpeg {
-            self.image = decode_bytes_sized(bytes, self.size).map_err(bad)?;
+            // Into the same image every time: a stream of frames of one size reuses it.
+            decode_bytes_into(bytes, self.size, &mut self.image).map_err(bad)?;
             return Ok(&self.image);
         }
         let expect = self.format.frame_len().unwrap_or(0);

@@ -16,6 +16,7 @@ mod limits;
 pub(crate) mod mjpeg;
 
 pub use decode::{
-    decode_bytes, decode_bytes_sized, decode_file, decode_file_sized, DecodeSize, RgbImage,
+    decode_bytes, decode_bytes_into, decode_bytes_sized, decode_file, decode_file_sized,
+    DecodeSize, RgbImage,
 };
 pub use frame::{FrameConverter, FrameFormat, FrameSize, PixelFormat, Unit};
