@@ -197,7 +197,7 @@ const EXP_LE0_MAX_REL_ERROR: f64 = 1e-7;
 fn exp_le0(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const SHIFTER: f32 = 12_582_912.0; // 1.5 * 2^23: the sum's last bits hold round(x/ln 2)
-    const LN2_HI: f32 = 0.693_359_375; // exact in 9 bits: n * LN2_HI is exact
+    const LN2_HI: f32 = 355.0 / 512.0; // 0.693359375, exact in 9 bits: n * LN2_HI is exact
     const LN2_LO: f32 = -2.121_944_4e-4;
     let t = x * LOG2E + SHIFTER;
     let n = t - SHIFTER;
