@@ -219,8 +219,9 @@ fn a_warm_multi_worker_stream_allocates_only_in_tract_the_resize_and_the_jpeg_de
         // This thread: what a run costs in all (forks, threads, the ring of results) for
         // two lengths, after a first run that warms this thread's own state (its channel
         // context), so that the difference is what frames cost here.
-        let mut per_run = Vec::new();
-        let mut warm = Vec::new();
+        // Sized up front: their growth would be counted as this thread's.
+        let mut per_run = Vec::with_capacity(3);
+        let mut warm = Vec::with_capacity(4 + 12 + 32);
         for n in [4usize, 12, 32] {
             let mut delivered = 0;
             let here = allocations_in(|| {
