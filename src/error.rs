@@ -99,6 +99,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// A served model's error that no server answer carries (no status, no body).
+    pub(crate) fn remote(endpoint: impl std::fmt::Display, reason: impl Into<String>) -> Self {
+        Error::Remote {
+            endpoint: endpoint.to_string(),
+            reason: reason.into(),
+            status: None,
+            body: String::new(),
+        }
+    }
+
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         Error::Io {
             path: path.to_path_buf(),

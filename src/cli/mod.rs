@@ -117,15 +117,19 @@ pub struct RemoteArgs {
 
 impl RemoteArgs {
     pub fn access(&self) -> cascade::Result<Access> {
-        let token = match (&self.token_file, &self.token_env) {
-            (Some(file), _) => Some(TokenSource::File(file.clone())),
-            (_, Some(var)) => Some(TokenSource::Env(var.clone())),
-            _ => None,
-        };
         Access::new(
-            token.as_ref(),
+            token_source(&self.token_file, &self.token_env).as_ref(),
             self.remote_timeout_ms.map(Duration::from_millis),
         )
+    }
+}
+
+/// Where `--token-file` or `--token-env` (they conflict) say the token is.
+fn token_source(file: &Option<PathBuf>, env: &Option<String>) -> Option<TokenSource> {
+    match (file, env) {
+        (Some(file), _) => Some(TokenSource::File(file.clone())),
+        (_, Some(var)) => Some(TokenSource::Env(var.clone())),
+        _ => None,
     }
 }
 

@@ -79,16 +79,15 @@ pub fn run(args: TimeArgs) -> CliResult<ExitCode> {
 
 /// `time --remote`: in-process inference against each server's round trip.
 fn remote(args: TimeArgs, image: &cascade::RgbImage) -> CliResult<ExitCode> {
-    use cascade::remote::{Client, Timeouts, Token};
-    let token = match (&args.token_file, &args.token_env) {
-        (Some(f), _) => Some(Token::from_file(f)?),
-        (_, Some(v)) => Some(Token::from_env(v)?),
-        _ => None,
-    };
+    use cascade::remote::{Access, Client};
+    let access = Access::new(
+        super::token_source(&args.token_file, &args.token_env).as_ref(),
+        None,
+    )?;
     let clients = args
         .remote
         .iter()
-        .map(|endpoint| Client::new(endpoint.clone(), token.clone(), Timeouts::default()))
+        .map(|endpoint| Client::new(endpoint.clone(), access.token.clone(), access.timeouts))
         .collect::<cascade::Result<Vec<_>>>()?;
     let t = bench::time_remote(
         &ModelSpec::new(&args.model),

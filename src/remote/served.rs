@@ -129,15 +129,13 @@ impl ServedModel {
             .filter(|&d| d >= 2);
         if let (Some(l), Some(d)) = (&labels, declared) {
             if l.len() != d {
-                return Err(Error::Remote {
-                    endpoint: endpoint.to_string(),
-                    reason: format!(
+                return Err(Error::remote(
+                    endpoint,
+                    format!(
                         "the manifest's labels list {} classes, the model outputs {d}",
                         l.len()
                     ),
-                    status: None,
-                    body: String::new(),
-                });
+                ));
             }
         }
         let num_classes = declared.or(labels.as_ref().map(Labels::len));
@@ -163,15 +161,13 @@ impl ServedModel {
         match self.stage.infer(tensor)? {
             Outcome::Answered(logits) => {
                 if let Some(n) = self.num_classes.filter(|&n| n != logits.len()) {
-                    return Err(Error::Remote {
-                        endpoint: self.stage.client().endpoint().to_string(),
-                        reason: format!(
+                    return Err(Error::remote(
+                        self.stage.client().endpoint(),
+                        format!(
                             "answered {} values, the model declares {n} classes",
                             logits.len()
                         ),
-                        status: None,
-                        body: String::new(),
-                    });
+                    ));
                 }
                 self.num_classes = Some(logits.len());
                 self.logits = logits;

@@ -99,12 +99,10 @@ impl RemoteStage {
     /// The input name, when the model takes the local tensor's shape (a `-1` dimension
     /// takes any size).
     fn check(&self, meta: &crate::remote::ModelMetadata) -> Result<String> {
-        let input = meta.inputs.first().ok_or_else(|| Error::Remote {
-            endpoint: self.client.endpoint().to_string(),
-            reason: "the model declares no input".into(),
-            status: None,
-            body: String::new(),
-        })?;
+        let input = meta
+            .inputs
+            .first()
+            .ok_or_else(|| Error::remote(self.client.endpoint(), "the model declares no input"))?;
         let fits = input.shape.len() == self.shape.len()
             && input
                 .shape
@@ -112,15 +110,13 @@ impl RemoteStage {
                 .zip(self.shape)
                 .all(|(&d, s)| d == -1 || usize::try_from(d) == Ok(s));
         if !fits || input.datatype != "FP32" {
-            return Err(Error::Remote {
-                endpoint: self.client.endpoint().to_string(),
-                reason: format!(
+            return Err(Error::remote(
+                self.client.endpoint(),
+                format!(
                     "the model takes {} {:?}, but this stage's preprocessing gives FP32 {:?}",
                     input.datatype, input.shape, self.shape
                 ),
-                status: None,
-                body: String::new(),
-            });
+            ));
         }
         Ok(input.name.clone())
     }

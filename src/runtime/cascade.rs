@@ -728,12 +728,10 @@ impl Cascade {
     /// The error for a served stage that did not answer with no stage before it to stand
     /// in.
     fn unanswered(&self, i: usize, why: &Unanswered) -> Error {
-        Error::Remote {
-            endpoint: self.stages[i].spec().label(),
-            reason: format!("no answer, and no earlier stage to fall back to: {why}"),
-            status: None,
-            body: String::new(),
-        }
+        Error::remote(
+            self.stages[i].spec().label(),
+            format!("no answer, and no earlier stage to fall back to: {why}"),
+        )
     }
 
     /// Sets the confidence metric of every exit rule (and of reported confidences).
@@ -766,12 +764,10 @@ impl Cascade {
                     let _ = runs.push(run);
                 }
                 Ran::Unanswered { why, .. } => {
-                    return Err(Error::Remote {
-                        endpoint: self.stages[i].spec().label(),
-                        reason: format!("no answer to measure: {why}"),
-                        status: None,
-                        body: String::new(),
-                    })
+                    return Err(Error::remote(
+                        self.stages[i].spec().label(),
+                        format!("no answer to measure: {why}"),
+                    ))
                 }
             }
         }

@@ -137,12 +137,10 @@ fn answered(stage: &mut Stage, image: &RgbImage) -> Result<(Duration, Duration)>
     let (took, inference) = (out.preprocess + out.inference, out.inference);
     match out.answer {
         Ok(_) => Ok((took, inference)),
-        Err(why) => Err(Error::Remote {
-            endpoint: stage.spec().label(),
-            reason: format!("did not answer while its cost was measured: {why}"),
-            status: None,
-            body: String::new(),
-        }),
+        Err(why) => Err(Error::remote(
+            stage.spec().label(),
+            format!("did not answer while its cost was measured: {why}"),
+        )),
     }
 }
 
