@@ -53,7 +53,8 @@ pub struct StreamArgs {
     #[arg(long, value_name = "MS")]
     pub deadline_ms: Option<f64>,
     /// Keep the running mean compute time per frame within this by moving the exit
-    /// threshold along the profile's curve as the scenes change. Needs --profile.
+    /// thresholds along the profile's curve as the scenes change (every exit's, when
+    /// they have their own). Needs --profile.
     #[arg(long, value_name = "MS")]
     pub budget_ms: Option<f64>,
     /// Like --budget-ms, for the mean energy per frame, counted from the profile's
@@ -215,6 +216,17 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     stop
 }
 
+/// The exits' thresholds as `thresholds` (one per exit), and as `threshold` too when they
+/// are one value (what a two-stage cascade's lines always carried).
+fn thresholds_json(v: &mut serde_json::Value, thresholds: &[f32]) {
+    if let [first, rest @ ..] = thresholds {
+        if rest.iter().all(|t| t == first) {
+            v["threshold"] = (*first).into();
+        }
+    }
+    v["thresholds"] = thresholds.into();
+}
+
 fn answered_json(cascade: &Cascade, index: u64, arrival: Duration, a: &Answer) -> String {
     let mut v = decision_json(cascade, &a.decision);
     v["frame"] = index.into();
@@ -222,8 +234,8 @@ fn answered_json(cascade: &Cascade, index: u64, arrival: Duration, a: &Answer) -
     v["status"] = "classified".into();
     v["answered_by"] = a.answered_by.name().into();
     v["age_ms"] = ms(a.age).into();
-    if let Some(t) = a.threshold {
-        v["threshold"] = t.into();
+    if let Some(t) = &a.thresholds {
+        thresholds_json(&mut v, t);
     }
     if let Some(e) = a.energy_mj {
         v["energy_mj"] = e.into();
@@ -289,15 +301,15 @@ fn summary_json(s: &Summary) -> serde_json::Value {
     if let Some(e) = s.mean_energy_mj {
         v["mean_energy_mj"] = e.into();
     }
-    if let Some(b) = s.budget {
+    if let Some(b) = &s.budget {
         v["budget"] = json!({
             "unit": b.budget.unit(),
             "limit": b.budget.value(),
             "running_mean": b.running_mean,
             "recent_mean": b.recent_mean,
-            "threshold": b.threshold,
             "frames": b.frames,
         });
+        thresholds_json(&mut v["budget"], &b.thresholds);
     }
     v
 }

@@ -742,11 +742,27 @@ impl Cascade {
         }
     }
 
-    /// Sets one threshold for every exit (the online budget controller moves it).
+    /// Sets one threshold for every exit.
     pub fn set_threshold(&mut self, threshold: Threshold) {
         for rule in &mut self.rules {
             rule.threshold = threshold;
         }
+    }
+
+    /// Sets each exit's threshold, one per stage but the last (the online budget controller
+    /// moves them).
+    pub fn set_thresholds(&mut self, thresholds: &[Threshold]) -> Result<()> {
+        if thresholds.len() != self.rules.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} thresholds for a cascade with {} exits",
+                thresholds.len(),
+                self.rules.len()
+            )));
+        }
+        for (rule, &t) in self.rules.iter_mut().zip(thresholds) {
+            rule.threshold = t;
+        }
+        Ok(())
     }
 
     /// Runs every stage on `image`, whatever the exit rules say (loading any that is not

@@ -20,8 +20,8 @@ use crate::error::{Error, Result};
 use crate::input::{FrameConverter, FrameFormat};
 use crate::runtime::Threshold;
 use crate::runtime::{Cascade, CutShort, Decision, Fork, MAX_STAGES};
-use crate::stream::BudgetController;
 use crate::stream::Deadline;
+use crate::stream::{BudgetController, Thresholds};
 use crate::tune::Budget;
 
 /// Why the answering stage answered.
@@ -56,8 +56,9 @@ impl AnsweredBy {
 pub struct Answer {
     pub decision: Decision,
     pub answered_by: AnsweredBy,
-    /// The exit threshold used for this frame (the budget controller moves it).
-    pub threshold: Option<f32>,
+    /// The exit thresholds used for this frame, one per exit (the budget controller moves
+    /// them; `None` without one).
+    pub thresholds: Option<Thresholds>,
     /// From the frame's arrival to its answer, including the wait for the cascade.
     pub age: Duration,
     /// Compute time of the executed stages, ms: the cost a time budget is about.
@@ -180,13 +181,17 @@ impl StreamClassifier {
     /// Classifies one frame that arrived at `arrival`. A frame that is not a picture is an
     /// [`FrameOutcome::Unreadable`]; an error is a failure of the cascade itself.
     pub fn classify(&mut self, bytes: &[u8], arrival: Instant) -> Result<FrameOutcome> {
-        let threshold = match &self.controller {
+        let thresholds = match &self.controller {
             Some(c) => {
-                // The lock is held for this read only, never across the inference.
-                let current = lock(c).threshold();
-                let t = Threshold::new(current.clamp(0.0, 1.0))?;
-                self.cascade.set_threshold(t);
-                Some(t.get())
+                // The lock is held for this copy only, never across the inference.
+                let current = Thresholds::from_slice(lock(c).thresholds())
+                    .map_err(|_| Error::Internal("more thresholds than stages".into()))?;
+                let mut rules = heapless::Vec::<Threshold, MAX_STAGES>::new();
+                for &t in &current {
+                    let _ = rules.push(Threshold::new(t.clamp(0.0, 1.0))?);
+                }
+                self.cascade.set_thresholds(&rules)?;
+                Some(current)
             }
             None => None,
         };
@@ -242,7 +247,7 @@ impl StreamClassifier {
         Ok(FrameOutcome::Answered(Box::new(Answer {
             decision,
             answered_by,
-            threshold,
+            thresholds,
             age,
             cost_ms,
             energy_mj,
@@ -277,8 +282,9 @@ mod tests {
     }
 
     fn energy_controller() -> BudgetController {
-        let curve = [(0.0, 10.0), (1.0, 40.0)];
-        BudgetController::new(&curve, 1.0, Budget::energy_mj(25.0).unwrap()).unwrap()
+        let curve =
+            [(0.0, 10.0), (1.0, 40.0)].map(|(t, c)| (Thresholds::from_slice(&[t]).unwrap(), c));
+        BudgetController::new(&curve, &[1.0], Budget::energy_mj(25.0).unwrap()).unwrap()
     }
 
     #[test]
@@ -301,7 +307,7 @@ mod tests {
         let controller = c.controller().unwrap();
         assert_eq!(controller.running_mean(), 40.0, "the energy, not the time");
         assert!(
-            controller.threshold() < 1.0,
+            controller.thresholds()[0] < 1.0,
             "over budget: exits move earlier"
         );
 

@@ -13,8 +13,15 @@
 //! running mean cost converges to the budget at a rate of `1 / (gain * n)`, whatever the
 //! drift, as long as the budget is reachable at all (between the costs of exiting
 //! everything at the first stage and deferring everything).
+//!
+//! With three or more stages the exits have their own thresholds, and the curve is a Pareto
+//! front of threshold vectors rather than one number's range. The controller does the same
+//! on both: the curve's points, cheapest first, form a path, and it moves a position along
+//! that path (each exit's threshold interpolated between neighbouring points); with one
+//! shared threshold the path is the threshold's own axis.
 
 use crate::error::{Error, Result};
+use crate::runtime::MAX_STAGES;
 use crate::tune::curve::CurvePoint;
 use crate::tune::Budget;
 
@@ -25,54 +32,71 @@ pub const DEFAULT_GAIN: f64 = 0.02;
 /// Weight of the newest frame in the recent mean reported beside the running mean.
 const RECENT_WEIGHT: f64 = 1.0 / 64.0;
 
+/// One threshold per exit (every stage but the last), or one shared by all: a fixed
+/// capacity, so reading the controller's choice for a frame allocates nothing.
+pub type Thresholds = heapless::Vec<f32, MAX_STAGES>;
+
+/// A point of the path the controller moves along: the exits' thresholds there and the
+/// expected cost per frame, in the budget's unit.
+pub type PathPoint = (Thresholds, f64);
+
 /// Online threshold controller for a per-frame cost budget (see the module docs).
 #[derive(Debug, Clone)]
 pub struct BudgetController {
     budget: Budget,
     gain: f64,
-    /// `(threshold, cost)`, thresholds ascending, costs made non-decreasing.
-    curve: Vec<(f32, f64)>,
+    /// The path, cheapest first (ties: lower thresholds first); every point has as many
+    /// thresholds as the first.
+    curve: Vec<PathPoint>,
     /// The integral correction subtracted from the budget before the curve is asked.
     offset: f64,
-    threshold: f32,
+    /// Where on the path the controller is: point `i` at `i`, between two points the
+    /// fraction of the way from one to the next.
+    position: f64,
+    /// The thresholds at `position`, kept so that reading them copies nothing.
+    thresholds: Thresholds,
     frames: u64,
     total: f64,
     recent: f64,
 }
 
 impl BudgetController {
-    /// A controller over `curve` (threshold, expected cost per frame in the budget's unit)
-    /// that starts at threshold `start`. Its correction starts where the curve puts
-    /// `start`, so the first frames run exactly at the calibrated threshold.
-    pub fn new(curve: &[(f32, f64)], start: f32, budget: Budget) -> Result<BudgetController> {
-        let mut points: Vec<(f32, f64)> = curve
+    /// A controller over `curve` (thresholds, expected cost per frame in the budget's unit)
+    /// that starts at the thresholds `start`. Its correction starts where the curve puts
+    /// `start`, so the first frames run exactly at the calibrated thresholds.
+    pub fn new(curve: &[PathPoint], start: &[f32], budget: Budget) -> Result<BudgetController> {
+        let exits = curve.first().map_or(0, |p| p.0.len());
+        let mut points: Vec<PathPoint> = curve
             .iter()
-            .copied()
-            .filter(|(t, c)| t.is_finite() && c.is_finite())
+            .filter(|(t, c)| c.is_finite() && t.iter().all(|v| v.is_finite()))
+            .cloned()
             .collect();
-        if points.is_empty() {
+        if points.is_empty() || exits == 0 {
             return Err(Error::InvalidArgument(
                 "the profile has no threshold curve to steer a budget along".into(),
             ));
         }
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        // More deferral never costs less; smooth out measurement noise that says otherwise.
-        let mut max = f64::NEG_INFINITY;
-        for p in &mut points {
-            max = max.max(p.1);
-            p.1 = max;
+        if points.iter().any(|(t, _)| t.len() != exits) || start.len() != exits {
+            return Err(Error::InvalidArgument(format!(
+                "a budget curve's points and its start need one threshold per exit ({exits}), or one shared"
+            )));
         }
+        // Cheapest first: along a shared threshold that is also the threshold's order, as
+        // more deferral never costs less; along a Pareto front, its own order.
+        points.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| cmp_thresholds(&a.0, &b.0)));
         let mut c = BudgetController {
             budget,
             gain: DEFAULT_GAIN,
             curve: points,
             offset: 0.0,
-            threshold: start,
+            position: 0.0,
+            thresholds: Thresholds::new(),
             frames: 0,
             total: 0.0,
             recent: 0.0,
         };
-        c.offset = c.clamp_offset(c.limit() - c.cost_at(start));
+        c.move_to(c.position_of(start));
+        c.offset = c.clamp_offset(c.limit() - c.cost_at_position(c.position));
         let cheapest = c.curve[0].1;
         if c.limit() < cheapest {
             let unit = budget.unit();
@@ -88,13 +112,15 @@ impl BudgetController {
     /// of inputs reaching each stage and `stage_costs`, the cost of one run of each stage in
     /// the budget's unit (measured latency for a time budget, measured energy for an energy
     /// budget). The curve's own `expected_cost` is not used: it is in whatever unit the
-    /// profile was calibrated for, which need not be the stream's.
+    /// profile was calibrated for, which need not be the stream's. `start` is the profile's
+    /// chosen thresholds (one per exit, or one shared).
     pub fn from_curve(
         curve: &[CurvePoint],
         stage_costs: &[f64],
-        start: f32,
+        start: &[f32],
         budget: Budget,
     ) -> Result<BudgetController> {
+        let exits = stage_costs.len().saturating_sub(1);
         let points = curve
             .iter()
             .map(|p| {
@@ -106,18 +132,18 @@ impl BudgetController {
                     )));
                 }
                 let cost = p.reach.iter().zip(stage_costs).map(|(r, c)| r * c).sum();
-                Ok((shared(&p.thresholds)?, cost))
+                Ok((per_exit(&p.thresholds, exits)?, cost))
             })
             .collect::<Result<Vec<_>>>()?;
-        BudgetController::new(&points, start, budget)
+        BudgetController::new(&points, &per_exit(start, exits)?, budget)
     }
 
-    /// The threshold to use for the next frame (at every exit).
-    pub fn threshold(&self) -> f32 {
-        self.threshold
+    /// The thresholds to use for the next frame, one per exit.
+    pub fn thresholds(&self) -> &[f32] {
+        &self.thresholds
     }
 
-    /// Takes the cost of the frame just answered and moves the threshold.
+    /// Takes the cost of the frame just answered and moves the thresholds.
     pub fn observe(&mut self, cost: f64) {
         if !(cost.is_finite() && cost >= 0.0) {
             log::debug!("ignoring frame cost {cost}");
@@ -131,7 +157,7 @@ impl BudgetController {
             self.recent + RECENT_WEIGHT * (cost - self.recent)
         };
         self.offset = self.clamp_offset(self.offset + self.gain * (cost - self.limit()));
-        self.threshold = self.threshold_for(self.limit() - self.offset);
+        self.move_to(self.position_for(self.limit() - self.offset));
     }
 
     /// The budget's value, in its unit.
@@ -147,36 +173,96 @@ impl BudgetController {
         offset.clamp(self.limit() - hi, self.limit() - lo)
     }
 
-    /// The curve's expected cost at threshold `t` (linear between points).
-    pub fn cost_at(&self, t: f32) -> f64 {
+    fn move_to(&mut self, position: f64) {
+        self.position = position;
+        self.thresholds = self.thresholds_at(position);
+    }
+
+    /// Point `i`, and the fraction of the way to point `i + 1`, at `position`.
+    fn segment(&self, position: f64) -> (usize, f64) {
+        let last = self.curve.len() - 1;
+        let p = position.clamp(0.0, last as f64);
+        let i = (p.floor() as usize).min(last);
+        (i, p - i as f64)
+    }
+
+    /// Each exit's threshold at `position` (linear between points).
+    pub fn thresholds_at(&self, position: f64) -> Thresholds {
+        let (i, f) = self.segment(position);
+        let from = &self.curve[i].0;
+        let to = &self.curve.get(i + 1).map_or(from, |p| &p.0);
+        from.iter()
+            .zip(to.iter())
+            .map(|(a, b)| a + f as f32 * (b - a))
+            .collect()
+    }
+
+    /// The curve's expected cost at `position` (linear between points).
+    pub fn cost_at_position(&self, position: f64) -> f64 {
+        let (i, f) = self.segment(position);
+        let c0 = self.curve[i].1;
+        let c1 = self.curve.get(i + 1).map_or(c0, |p| p.1);
+        c0 + f * (c1 - c0)
+    }
+
+    /// The position nearest to the thresholds `t` (each segment's closest point, in the
+    /// largest per-exit difference): where a shared threshold lies between two points, the
+    /// fraction of the way between them.
+    pub fn position_of(&self, t: &[f32]) -> f64 {
+        let distance = |a: &[f32]| {
+            a.iter()
+                .zip(t)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max)
+        };
+        let mut best = (distance(&self.curve[0].0), 0.0);
+        for (i, pair) in self.curve.windows(2).enumerate() {
+            let (a, b) = (&pair[0].0, &pair[1].0);
+            // The fraction minimizing the squared distance to the segment, then clamped.
+            let (mut num, mut den) = (0.0f64, 0.0f64);
+            for ((x, y), v) in a.iter().zip(b.iter()).zip(t) {
+                let d = f64::from(y - x);
+                num += f64::from(v - x) * d;
+                den += d * d;
+            }
+            let f = if den > 0.0 {
+                (num / den).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            let at = self.thresholds_at(i as f64 + f);
+            let d = distance(&at);
+            if d < best.0 {
+                best = (d, i as f64 + f);
+            }
+        }
+        best.1
+    }
+
+    /// The furthest position whose expected cost is at most `aim` (linear between points),
+    /// or the cheapest point if even that costs more.
+    pub fn position_for(&self, aim: f64) -> f64 {
         let c = &self.curve;
-        match c.iter().position(|p| p.0 >= t) {
-            None => c[c.len() - 1].1,
-            Some(0) => c[0].1,
-            Some(i) => {
-                let (t0, c0) = c[i - 1];
-                let (t1, c1) = c[i];
-                let f = f64::from((t - t0) / (t1 - t0));
-                c0 + f * (c1 - c0)
+        let Some(i) = c.iter().rposition(|p| p.1 <= aim) else {
+            return 0.0;
+        };
+        match c.get(i + 1) {
+            None => i as f64,
+            Some(&(_, c1)) => {
+                let c0 = c[i].1;
+                i as f64 + ((aim - c0) / (c1 - c0)).clamp(0.0, 1.0)
             }
         }
     }
 
-    /// The highest threshold whose expected cost is at most `aim` (linear between points),
-    /// or the lowest threshold if even that costs more.
-    pub fn threshold_for(&self, aim: f64) -> f32 {
-        let c = &self.curve;
-        let Some(i) = c.iter().rposition(|p| p.1 <= aim) else {
-            return c[0].0;
-        };
-        match c.get(i + 1) {
-            None => c[i].0,
-            Some(&(t1, c1)) => {
-                let (t0, c0) = c[i];
-                let f = ((aim - c0) / (c1 - c0)).clamp(0.0, 1.0) as f32;
-                t0 + f * (t1 - t0)
-            }
-        }
+    /// The thresholds whose expected cost is `aim` (see [`BudgetController::position_for`]).
+    pub fn thresholds_for(&self, aim: f64) -> Thresholds {
+        self.thresholds_at(self.position_for(aim))
+    }
+
+    /// The expected cost at the thresholds `t` (the nearest point of the path).
+    pub fn cost_at(&self, t: &[f32]) -> f64 {
+        self.cost_at_position(self.position_of(t))
     }
 
     /// The budget, with its unit: the cost [`BudgetController::observe`] expects.
@@ -204,20 +290,32 @@ impl BudgetController {
     }
 }
 
-/// The one threshold every exit shares: the controller moves one number along the curve. A
-/// profile whose exits were fitted jointly (three or more stages) has no such number.
-pub fn shared(thresholds: &[f32]) -> Result<f32> {
-    match thresholds {
-        [first, rest @ ..] if rest.iter().all(|t| t == first) => Ok(*first),
-        _ => Err(Error::InvalidArgument(format!(
-            "a stream budget moves one threshold shared by every exit, but this profile's exits have their own ({}); run the stream at the profile's thresholds without --budget-ms/--budget-mj",
-            crate::tune::curve::format_thresholds(thresholds)
-        ))),
-    }
+/// Lexicographic order of two threshold vectors.
+fn cmp_thresholds(a: &[f32], b: &[f32]) -> std::cmp::Ordering {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.total_cmp(y))
+        .find(|o| o.is_ne())
+        .unwrap_or(std::cmp::Ordering::Equal)
+}
+
+/// `thresholds` as one per exit of a cascade with `exits` exits: one given is shared by all.
+fn per_exit(thresholds: &[f32], exits: usize) -> Result<Thresholds> {
+    let out: Option<Thresholds> = match thresholds {
+        [one] if exits < MAX_STAGES => Some((0..exits).map(|_| *one).collect()),
+        many if many.len() == exits => Thresholds::from_slice(many).ok(),
+        _ => None,
+    };
+    out.filter(|t| !t.is_empty()).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "{} thresholds for a cascade with {exits} exits: give one, or one per exit",
+            thresholds.len()
+        ))
+    })
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::tune::curve::{curve, Observation, Record, Reference};
 
@@ -227,6 +325,14 @@ mod tests {
 
     fn ms(v: f64) -> Budget {
         Budget::latency_ms(v).unwrap()
+    }
+
+    /// A path along one shared threshold.
+    pub(super) fn path(curve: &[(f32, f64)]) -> Vec<PathPoint> {
+        curve
+            .iter()
+            .map(|&(t, c)| (Thresholds::from_slice(&[t]).unwrap(), c))
+            .collect()
     }
 
     /// A deterministic stream of uniform numbers in [0, 1) (Numerical Recipes' LCG).
@@ -251,7 +357,7 @@ mod tests {
     }
 
     /// The calibrated curve: `calibrate::curve` over 400 frames with 10% hard ones.
-    fn calibrated() -> Vec<(f32, f64)> {
+    fn calibrated() -> Vec<PathPoint> {
         let mut rng = Lcg(7);
         let records: Vec<Record> = (0..400)
             .map(|_| Record {
@@ -273,14 +379,19 @@ mod tests {
         curve(&records, Reference::Labels, &[C0, C1])
             .unwrap()
             .iter()
-            .map(|p| (p.thresholds[0], p.expected_cost))
+            .map(|p| {
+                (
+                    Thresholds::from_slice(&p.thresholds).unwrap(),
+                    p.expected_cost,
+                )
+            })
             .collect()
     }
 
     #[test]
     fn holds_the_budget_when_hard_frames_jump_from_10_to_50_percent() {
         let curve = calibrated();
-        let mut c = BudgetController::new(&curve, 0.63, ms(BUDGET)).unwrap();
+        let mut c = BudgetController::new(&curve, &[0.63], ms(BUDGET)).unwrap();
         let mut rng = Lcg(2024);
         const HALF: usize = 1500;
         const SETTLE: usize = 200;
@@ -289,10 +400,14 @@ mod tests {
         for i in 0..2 * HALF {
             let share = if i < HALF { 0.1 } else { 0.5 };
             if i == HALF {
-                threshold_before_jump = c.threshold();
+                threshold_before_jump = c.thresholds()[0];
             }
             let conf = confidence(&mut rng, share);
-            let cost = if conf >= c.threshold() { C0 } else { C0 + C1 };
+            let cost = if conf >= c.thresholds()[0] {
+                C0
+            } else {
+                C0 + C1
+            };
             costs.push(cost);
             c.observe(cost);
         }
@@ -311,9 +426,9 @@ mod tests {
         // the frames deferred with half of them hard, the threshold drops to about 0.4.
         assert!(threshold_before_jump > 0.55, "{threshold_before_jump}");
         assert!(
-            (0.3..0.5).contains(&c.threshold()),
-            "threshold {}",
-            c.threshold()
+            (0.3..0.5).contains(&c.thresholds()[0]),
+            "threshold {:?}",
+            c.thresholds()
         );
     }
 
@@ -321,11 +436,11 @@ mod tests {
     fn the_fixed_calibrated_threshold_would_overspend() {
         // The same drift without the controller: the point of having one.
         let curve = calibrated();
-        let c = BudgetController::new(&curve, 0.63, ms(BUDGET)).unwrap();
+        let c = BudgetController::new(&curve, &[0.63], ms(BUDGET)).unwrap();
         let mut rng = Lcg(2024);
         let costs: Vec<f64> = (0..1000)
             .map(|_| {
-                if confidence(&mut rng, 0.5) >= c.threshold() {
+                if confidence(&mut rng, 0.5) >= c.thresholds()[0] {
                     C0
                 } else {
                     C0 + C1
@@ -338,33 +453,102 @@ mod tests {
 
     #[test]
     fn curve_lookup_interpolates_and_clamps() {
-        let curve = [(0.0, 10.0), (0.5, 20.0), (1.0, 40.0)];
-        let c = BudgetController::new(&curve, 0.5, ms(20.0)).unwrap();
-        assert_eq!(c.threshold(), 0.5);
-        assert_eq!(c.threshold_for(15.0), 0.25);
-        assert_eq!(c.threshold_for(30.0), 0.75);
-        assert_eq!(c.threshold_for(5.0), 0.0);
-        assert_eq!(c.threshold_for(50.0), 1.0);
-        assert_eq!(c.cost_at(0.75), 30.0);
-        assert_eq!(c.cost_at(2.0), 40.0);
+        let curve = path(&[(0.0, 10.0), (0.5, 20.0), (1.0, 40.0)]);
+        let c = BudgetController::new(&curve, &[0.5], ms(20.0)).unwrap();
+        assert_eq!(c.thresholds(), [0.5]);
+        assert_eq!(c.thresholds_for(15.0), [0.25]);
+        assert_eq!(c.thresholds_for(30.0), [0.75]);
+        assert_eq!(c.thresholds_for(5.0), [0.0]);
+        assert_eq!(c.thresholds_for(50.0), [1.0]);
+        assert_eq!(c.cost_at(&[0.75]), 30.0);
+        assert_eq!(c.cost_at(&[2.0]), 40.0);
         // A flat stretch: the highest threshold at that cost (more accuracy for free).
-        let flat =
-            BudgetController::new(&[(0.0, 10.0), (0.4, 10.0), (1.0, 40.0)], 0.0, ms(20.0)).unwrap();
-        assert!((flat.threshold_for(10.0) - 0.4).abs() < 1e-6);
+        let flat = path(&[(0.0, 10.0), (0.4, 10.0), (1.0, 40.0)]);
+        let flat = BudgetController::new(&flat, &[0.0], ms(20.0)).unwrap();
+        assert!((flat.thresholds_for(10.0)[0] - 0.4).abs() < 1e-6);
     }
 
     #[test]
     fn unreachable_budget_does_not_wind_up() {
-        let mut c = BudgetController::new(&[(0.0, 10.0), (1.0, 40.0)], 0.5, ms(5.0)).unwrap();
+        let curve = path(&[(0.0, 10.0), (1.0, 40.0)]);
+        let mut c = BudgetController::new(&curve, &[0.5], ms(5.0)).unwrap();
         for _ in 0..10_000 {
             c.observe(10.0);
         }
-        assert_eq!(c.threshold(), 0.0);
+        assert_eq!(c.thresholds(), [0.0]);
         // Once the budget becomes reachable again (costs fall), it recovers at once.
         for _ in 0..50 {
             c.observe(1.0);
         }
-        assert!(c.threshold() > 0.0);
+        assert!(c.thresholds()[0] > 0.0);
+    }
+
+    /// Three stages costing 10, 20 and 40 ms, exits with their own thresholds. A frame's
+    /// confidence at each exit is uniform in [0, 1) (drawn anew at each), so at thresholds
+    /// `(a, b)` it reaches stage 1 with probability `a` and stage 2 with `a * b`, and costs
+    /// `10 + 20 a + 40 a b` on average: the path below is three points of such a front,
+    /// hand-worked (cost 10 at (0, 0), 10 + 20 * 0.5 + 40 * 0.5 * 0.2 = 24 at (0.5, 0.2),
+    /// 10 + 20 * 0.9 + 40 * 0.9 * 0.6 = 49.6 at (0.9, 0.6)).
+    fn front() -> Vec<PathPoint> {
+        [([0.0, 0.0], 10.0), ([0.5, 0.2], 24.0), ([0.9, 0.6], 49.6)]
+            .iter()
+            .map(|(t, c)| (Thresholds::from_slice(t).unwrap(), *c))
+            .collect()
+    }
+
+    #[test]
+    fn per_exit_thresholds_move_together_along_the_front() {
+        let c = BudgetController::new(&front(), &[0.5, 0.2], ms(24.0)).unwrap();
+        assert_eq!(c.thresholds(), [0.5, 0.2]);
+        // Halfway (in cost) between the last two points: halfway between their thresholds.
+        let mid = c.thresholds_for(36.8);
+        assert!(
+            (mid[0] - 0.7).abs() < 1e-6 && (mid[1] - 0.4).abs() < 1e-6,
+            "{mid:?}"
+        );
+        // A start between points is placed where it lies on the path.
+        let between = BudgetController::new(&front(), &[0.7, 0.4], ms(24.0)).unwrap();
+        assert!((between.cost_at_position(between.position) - 36.8).abs() < 1e-4);
+        // One threshold given for every exit is read as that value at each.
+        let shared = BudgetController::new(&front(), &[0.5], ms(24.0));
+        assert!(
+            shared.is_err(),
+            "the path has two exits: a bare `new` wants both"
+        );
+    }
+
+    #[test]
+    fn holds_a_budget_with_per_exit_thresholds() {
+        // The stream runs at the thresholds the controller gives; the frames cost what the
+        // model in `front` says, drawn frame by frame, and the hard share jumps halfway (a
+        // hard frame is never confident at stage 0, as if `a` were 1).
+        let mut c = BudgetController::new(&front(), &[0.5, 0.2], ms(30.0)).unwrap();
+        let mut rng = Lcg(99);
+        let mut costs = Vec::new();
+        for i in 0..4000 {
+            let hard = i >= 2000 && rng.next() < 0.3;
+            let [a, b] = [c.thresholds()[0], c.thresholds()[1]];
+            let mut cost = 10.0;
+            if hard || rng.next() < f64::from(a) {
+                cost += 20.0;
+                if rng.next() < f64::from(b) {
+                    cost += 40.0;
+                }
+            }
+            costs.push(cost);
+            c.observe(cost);
+        }
+        let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+        for (name, part) in [("whole", &costs[..]), ("after the jump", &costs[2200..])] {
+            let m = mean(part);
+            assert!((m - 30.0).abs() <= 0.05 * 30.0, "{name}: {m:.2} ms");
+        }
+        // Both exits' thresholds stay on the path: between its first and last point.
+        let t = c.thresholds();
+        assert!(
+            (0.0..=0.9).contains(&t[0]) && (0.0..=0.6).contains(&t[1]),
+            "{t:?}"
+        );
     }
 
     #[test]
@@ -377,17 +561,32 @@ mod tests {
             expected_cost: 999.0, // in the calibration's unit: not used
         };
         let curve = [point(0.0, 0.0), point(1.0, 1.0)];
-        let c = BudgetController::from_curve(&curve, &[10.0, 30.0], 0.0, ms(25.0)).unwrap();
-        assert_eq!(c.cost_at(0.5), 25.0);
-        assert_eq!(c.threshold_for(25.0), 0.5);
+        let c = BudgetController::from_curve(&curve, &[10.0, 30.0], &[0.0], ms(25.0)).unwrap();
+        assert_eq!(c.cost_at(&[0.5]), 25.0);
+        assert_eq!(c.thresholds_for(25.0), [0.5]);
         // The same curve with per-stage energy: the budget's unit picks the stage costs.
         let mj = Budget::energy_mj(300.0).unwrap();
-        let e = BudgetController::from_curve(&curve, &[100.0, 400.0], 0.0, mj).unwrap();
+        let e = BudgetController::from_curve(&curve, &[100.0, 400.0], &[0.0], mj).unwrap();
         assert_eq!(e.budget(), mj);
-        assert_eq!(e.cost_at(0.5), 300.0);
-        assert_eq!(e.threshold_for(300.0), 0.5);
-        assert!(BudgetController::from_curve(&[point(0.0, 0.0)], &[10.0], 0.0, ms(25.0)).is_err());
-        assert!(BudgetController::new(&[], 0.0, ms(1.0)).is_err());
+        assert_eq!(e.cost_at(&[0.5]), 300.0);
+        assert_eq!(e.thresholds_for(300.0), [0.5]);
+        assert!(
+            BudgetController::from_curve(&[point(0.0, 0.0)], &[10.0], &[0.0], ms(25.0)).is_err()
+        );
+        assert!(BudgetController::new(&[], &[0.0], ms(1.0)).is_err());
+        // Three stages: a profile's one shared threshold is read at both exits.
+        let three = |t: f32, r1: f64, r2: f64| CurvePoint {
+            thresholds: vec![t, t],
+            accuracy: 0.8,
+            reach: vec![1.0, r1, r2],
+            deferral: r1,
+            expected_cost: 0.0,
+        };
+        let curve = [three(0.0, 0.0, 0.0), three(1.0, 1.0, 1.0)];
+        let c =
+            BudgetController::from_curve(&curve, &[10.0, 20.0, 40.0], &[0.5], ms(40.0)).unwrap();
+        assert_eq!(c.thresholds(), [0.5, 0.5]);
+        assert_eq!(c.cost_at(&[0.5, 0.5]), 40.0);
     }
 }
 
@@ -406,11 +605,11 @@ mod properties {
             budget in 1.0..60.0f64,
             start in 0.0..=1.0f32,
         ) {
-            let curve = [(0.0, 10.0), (0.3, 14.0), (0.6, 25.0), (1.0, 40.0)];
-            let mut c = BudgetController::new(&curve, start, Budget::latency_ms(budget).unwrap()).unwrap();
+            let curve = super::tests::path(&[(0.0, 10.0), (0.3, 14.0), (0.6, 25.0), (1.0, 40.0)]);
+            let mut c = BudgetController::new(&curve, &[start], Budget::latency_ms(budget).unwrap()).unwrap();
             for cost in costs {
                 c.observe(cost);
-                prop_assert!((0.0..=1.0).contains(&c.threshold()), "{}", c.threshold());
+                prop_assert!((0.0..=1.0).contains(&c.thresholds()[0]), "{:?}", c.thresholds());
             }
             prop_assert!(c.running_mean() >= 0.0);
         }
@@ -419,10 +618,10 @@ mod properties {
         /// the running mean at the budget, whenever the budget is within the curve.
         #[test]
         fn an_honest_stream_converges_to_a_reachable_budget(budget in 12.0..38.0f64) {
-            let curve = [(0.0, 10.0), (1.0, 40.0)];
-            let mut c = BudgetController::new(&curve, 0.5, Budget::latency_ms(budget).unwrap()).unwrap();
+            let curve = super::tests::path(&[(0.0, 10.0), (1.0, 40.0)]);
+            let mut c = BudgetController::new(&curve, &[0.5], Budget::latency_ms(budget).unwrap()).unwrap();
             for _ in 0..2000 {
-                let cost = c.cost_at(c.threshold());
+                let cost = c.cost_at_position(c.position);
                 c.observe(cost);
             }
             prop_assert!((c.running_mean() - budget).abs() < 0.05 * budget, "{} vs {budget}", c.running_mean());

@@ -37,7 +37,7 @@ mod v4l;
 pub use v4l::Camera;
 
 pub use classifier::{Answer, AnsweredBy, FrameOutcome, StreamClassifier};
-pub use controller::BudgetController;
+pub use controller::{BudgetController, Thresholds};
 pub use deadline::Deadline;
 pub use open::Input;
 pub use queue::Policy;

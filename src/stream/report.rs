@@ -1,6 +1,7 @@
 //! A stream's statistics for people: the block printed every few seconds and at the end.
 
 use crate::stream::{LiveEnergy, Summary};
+use crate::tune::curve::format_thresholds;
 
 impl Summary {
     /// The statistics block for people; `with_deadline` adds the count of frames
@@ -60,14 +61,17 @@ impl Summary {
             "  latency ({workers}): mean {:.1} ms, p50 {:.1} ms, p95 {:.1} ms; arrival to answer: mean {:.1} ms, p50 {:.1} ms, p95 {:.1} ms\n",
             s.mean_ms, s.p50_ms, s.p95_ms, s.mean_age_ms, s.p50_age_ms, s.p95_age_ms
         );
-        if let Some(b) = s.budget {
+        if let Some(b) = &s.budget {
             let (limit, unit) = (b.budget.value(), b.budget.unit());
             out += &format!(
-                "  budget: running mean {:.2} {unit} per frame against {limit:.2} {unit} ({:+.1}%), recent {:.2} {unit}, threshold {:.3}\n",
+                "  budget: running mean {:.2} {unit} per frame against {limit:.2} {unit} ({:+.1}%), recent {:.2} {unit}, {}\n",
                 b.running_mean,
                 100.0 * (b.running_mean / limit - 1.0),
                 b.recent_mean,
-                b.threshold
+                match b.thresholds.as_slice() {
+                    [one] => format!("threshold {one:.3}"),
+                    each => format!("thresholds {}", format_thresholds(each)),
+                }
             );
         }
         if let Some(e) = s.mean_energy_mj {

@@ -30,10 +30,10 @@ use crate::stream::feed::{Feed, Item};
 use crate::stream::queue::{FrameQueue, Note, Policy};
 use crate::stream::reader;
 use crate::stream::stats::StreamStats;
-use crate::stream::BudgetController;
 use crate::stream::Deadline;
 use crate::stream::FrameSource;
 use crate::stream::{Answer, FrameOutcome, StreamClassifier};
+use crate::stream::{BudgetController, Thresholds};
 use crate::tune::Budget;
 use crate::tune::Profile;
 
@@ -47,7 +47,7 @@ pub struct SessionConfig {
     /// Answer a frame at its current stage when deferring it would, by the profile's
     /// measured costs, finish later than this many ms after its arrival.
     pub deadline_ms: Option<f64>,
-    /// Keep the running mean cost per frame within this budget by moving the threshold.
+    /// Keep the running mean cost per frame within this budget by moving the thresholds.
     pub budget: Option<Budget>,
     pub policy: Policy,
     /// Frames classified at once, each on its own thread running a fork of the cascade
@@ -104,18 +104,9 @@ impl SessionConfig {
                     )
                 })?,
             };
-            let controller = BudgetController::from_curve(
-                &profile.curve,
-                &stage_costs,
-                super::controller::shared(
-                    &profile
-                        .thresholds
-                        .iter()
-                        .map(|t| t.get())
-                        .collect::<Vec<_>>(),
-                )?,
-                budget,
-            )?;
+            let start: Vec<f32> = profile.thresholds.iter().map(|t| t.get()).collect();
+            let controller =
+                BudgetController::from_curve(&profile.curve, &stage_costs, &start, budget)?;
             c = c.with_controller(controller)?;
         }
         Ok(c)
@@ -174,15 +165,15 @@ pub enum Event {
 }
 
 /// The running mean cost against the budget.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BudgetReport {
     pub budget: Budget,
     /// Mean cost per classified frame since the start, in the budget's unit.
     pub running_mean: f64,
     /// Mean over about the last 64 frames.
     pub recent_mean: f64,
-    /// The threshold the next frame will use.
-    pub threshold: f32,
+    /// The thresholds the next frame will use, one per exit.
+    pub thresholds: Thresholds,
     /// Frames whose cost the controller has taken: every classified frame, whichever
     /// worker classified it (one controller steers them all).
     pub frames: u64,
@@ -488,7 +479,7 @@ impl Session {
                 budget: c.budget(),
                 running_mean: c.running_mean(),
                 recent_mean: c.recent_mean(),
-                threshold: c.threshold(),
+                thresholds: Thresholds::from_slice(c.thresholds()).unwrap_or_default(),
                 frames: c.frames(),
             }),
         }

@@ -324,6 +324,15 @@ fn frames_faster_than_the_cascade_keep_the_newest_and_count_drops() {
 /// measurements: Lite0 10 ms and 100 mJ, Lite2 30 ms and 300 mJ (energy only `with_energy`),
 /// and a straight curve between them.
 fn profile(dir: &Path, threshold: f32, with_energy: bool) -> PathBuf {
+    profile_with(dir, &[threshold], with_energy)
+}
+
+/// A hand-made profile: Lite0 (10 ms) -> Lite2 (30 ms) at `thresholds` (one), or with two
+/// thresholds Lite0 -> Lite1 (20 ms) -> Lite2, each exit its own. Its curve: every point
+/// `t` steps of 0.1 (each exit at `t`, or the first at `t` and the second at `t / 2`), the
+/// share reaching each stage the product of the thresholds before it (as if confidences
+/// were uniform), with energy 10 mJ per ms when `with_energy`.
+fn profile_with(dir: &Path, thresholds: &[f32], with_energy: bool) -> PathBuf {
     use cascade::energy::EnergyPerRun;
     use cascade::tune::curve::{CurvePoint, Reference};
     use cascade::tune::Latency;
@@ -355,12 +364,34 @@ fn profile(dir: &Path, threshold: f32, with_energy: bool) -> PathBuf {
             }),
         }
     };
-    let point = |t: f32| CurvePoint {
-        thresholds: vec![t],
-        accuracy: 0.8,
-        reach: vec![1.0, f64::from(t)],
-        deferral: f64::from(t),
-        expected_cost: 10.0 + 30.0 * f64::from(t),
+    let stages = match thresholds.len() {
+        1 => vec![
+            stage("efficientnet-lite0", 10.0),
+            stage("efficientnet-lite2", 30.0),
+        ],
+        _ => vec![
+            stage("efficientnet-lite0", 10.0),
+            stage("efficientnet-lite1", 20.0),
+            stage("efficientnet-lite2", 30.0),
+        ],
+    };
+    let costs: Vec<f64> = stages.iter().map(|s| s.latency.mean_ms).collect();
+    let point = |each: &[f32]| {
+        let mut reach = vec![1.0];
+        for t in each {
+            reach.push(reach[reach.len() - 1] * f64::from(*t));
+        }
+        CurvePoint {
+            thresholds: each.to_vec(),
+            accuracy: 0.8,
+            deferral: reach[1],
+            expected_cost: reach.iter().zip(&costs).map(|(r, c)| r * c).sum(),
+            reach,
+        }
+    };
+    let at = |t: f32| match thresholds.len() {
+        1 => vec![t],
+        _ => vec![t, t / 2.0],
     };
     let profile = Profile {
         created: cascade::tune::now_rfc3339(),
@@ -370,11 +401,11 @@ fn profile(dir: &Path, threshold: f32, with_energy: bool) -> PathBuf {
         arch: std::env::consts::ARCH.into(),
         threads: 1,
         metric: Metric::MaxProb,
-        thresholds: vec![Threshold::new(threshold).unwrap()],
-        stages: vec![
-            stage("efficientnet-lite0", 10.0),
-            stage("efficientnet-lite2", 30.0),
-        ],
+        thresholds: thresholds
+            .iter()
+            .map(|&t| Threshold::new(t).unwrap())
+            .collect(),
+        stages,
         calibration: FitReport {
             data: "test".into(),
             target: Target::Budget(Budget::latency_ms(20.0).unwrap()),
@@ -383,10 +414,10 @@ fn profile(dir: &Path, threshold: f32, with_energy: bool) -> PathBuf {
             reference: Reference::Labels,
             fit_inputs: 10,
             holdout_inputs: 0,
-            fit: point(threshold),
+            fit: point(thresholds),
             holdout: None,
         },
-        curve: (0..=10).map(|i| point(i as f32 / 10.0)).collect(),
+        curve: (0..=10).map(|i| point(&at(i as f32 / 10.0))).collect(),
     };
     let path = dir.join("profile.toml");
     profile.save(&path).unwrap();
@@ -460,6 +491,43 @@ fn a_budget_reports_the_running_mean_and_the_threshold() {
             "{stderr}"
         );
     }
+}
+
+#[test]
+fn a_budget_moves_each_exits_own_threshold() {
+    // Three stages whose exits have their own thresholds (0.6 and 0.3, a point of the
+    // profile's curve): the controller moves both along the curve, starting there.
+    let dir = tempfile::tempdir().unwrap();
+    let prof = profile_with(dir.path(), &[0.6, 0.3], true);
+    let input = mjpeg_of_photos(dir.path());
+    let (lines, stderr) = ok(&stream_with(&prof, &input, &["--budget-ms", "1"]));
+    assert_eq!(lines.len(), 4, "{stderr}");
+    let thresholds = |v: &serde_json::Value| -> Vec<f64> {
+        v["thresholds"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no thresholds in {v}"))
+            .iter()
+            .map(|t| t.as_f64().unwrap())
+            .collect()
+    };
+    let first = thresholds(&lines[0]);
+    assert!(
+        (first[0] - 0.6).abs() < 1e-6 && (first[1] - 0.3).abs() < 1e-6,
+        "{first:?}"
+    );
+    assert!(
+        lines[0].get("threshold").is_none(),
+        "two values: no single threshold"
+    );
+    // Every frame costs more than 1 ms (below even the curve's cheapest point), so the
+    // controller lowers both thresholds, keeping the curve's ratio between them.
+    let last = thresholds(&lines[3]);
+    assert!(
+        last[0] < first[0] && last[1] < first[1],
+        "{first:?} -> {last:?}"
+    );
+    assert!((last[1] - last[0] / 2.0).abs() < 1e-6, "{last:?}");
+    assert!(stderr.contains(", thresholds "), "{stderr}");
 }
 
 #[test]
@@ -795,7 +863,7 @@ fn one_budget_controller_steers_every_worker() {
         }
     }
     assert_eq!(answers.len(), 9);
-    assert!(answers.iter().all(|a| a.threshold.is_some()));
+    assert!(answers.iter().all(|a| a.thresholds.is_some()));
     let budget = session.finish().summary.budget.expect("a budget");
     // Three workers, one controller: it took the cost of every frame, and its running
     // mean is the mean of every frame's energy.
