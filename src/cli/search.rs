@@ -15,12 +15,13 @@ use cascade::tune::{Confidence, Target};
 use cascade::{Metric, ModelSpec, Threads};
 
 use super::output::{line, progress_bar, status};
-use super::{CliResult, Toggle};
+use super::{CliResult, RemoteArgs, Toggle};
 
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["data", "records"]))]
 pub struct SearchArgs {
-    /// A candidate model, `MODEL.onnx` or `MODEL.onnx@SIZE`; repeat for each [default:
+    /// A candidate model, `MODEL.onnx`, `MODEL.onnx@SIZE` or a served model's URL (with
+    /// --manifest, --token-file as for a cascade's stages); repeat for each [default:
     /// every model with a manifest in --models, at its native size and 32 and 64 pixels
     /// below].
     #[arg(long = "model", value_name = "MODEL.onnx[@SIZE]")]
@@ -86,6 +87,8 @@ pub struct SearchArgs {
     /// tract's NHWC convolution rewrite (auto: on for x86_64).
     #[arg(long, value_enum, default_value_t = Toggle::Auto)]
     pub conv_nhwc: Toggle,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 pub fn run(args: SearchArgs, threads: Threads) -> CliResult<ExitCode> {
@@ -99,7 +102,9 @@ pub fn run(args: SearchArgs, threads: Threads) -> CliResult<ExitCode> {
     } else if args.models.is_empty() {
         default_zoo(&args.models_dir)?
     } else {
-        args.models.iter().cloned().map(Candidate::new).collect()
+        let mut specs = args.models.clone();
+        ModelSpec::give_served_manifests(&mut specs, &args.remote.manifests)?;
+        specs.into_iter().map(Candidate::new).collect()
     };
     let data = DataSpec {
         classes: args.classes.clone(),
@@ -117,6 +122,7 @@ pub fn run(args: SearchArgs, threads: Threads) -> CliResult<ExitCode> {
         board: Board::select(args.board.as_deref())?,
         threads,
         workers: args.workers.unwrap_or(Workers::ONE),
+        access: args.remote.access()?,
         ..SearchPlan::new(candidates, data)
     };
     if let Some(out) = &args.output {

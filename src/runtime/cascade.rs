@@ -226,24 +226,7 @@ impl CascadeBuilder {
     /// preprocesses for each. As many manifests as served stages, or none (each input is
     /// then as its server's metadata declares, with ImageNet normalization assumed).
     pub fn served_manifests(mut self, manifests: &[std::path::PathBuf]) -> Result<Self> {
-        if manifests.is_empty() {
-            return Ok(self);
-        }
-        let served: Vec<&mut ModelSpec> = self
-            .stages
-            .iter_mut()
-            .filter(|s| s.endpoint().is_some())
-            .collect();
-        if served.len() != manifests.len() {
-            return Err(Error::InvalidArgument(format!(
-                "{} manifest(s) for {} stage(s) on a server: give one per served stage, in order",
-                manifests.len(),
-                served.len()
-            )));
-        }
-        for (spec, manifest) in served.into_iter().zip(manifests) {
-            spec.manifest = Some(manifest.clone());
-        }
+        ModelSpec::give_served_manifests(&mut self.stages, manifests)?;
         Ok(self)
     }
 

@@ -173,6 +173,30 @@ impl ModelSpec {
         Ok(self)
     }
 
+    /// Gives the served models among `specs` (URLs), in order, their manifests: how the
+    /// board preprocesses for each. As many manifests as served models, or none (each input
+    /// is then as its server's metadata declares, with ImageNet normalization assumed).
+    pub fn give_served_manifests(specs: &mut [ModelSpec], manifests: &[PathBuf]) -> Result<()> {
+        if manifests.is_empty() {
+            return Ok(());
+        }
+        let served: Vec<&mut ModelSpec> = specs
+            .iter_mut()
+            .filter(|s| s.endpoint().is_some())
+            .collect();
+        if served.len() != manifests.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} manifest(s) for {} model(s) on a server: give one per served model, in order",
+                manifests.len(),
+                served.len()
+            )));
+        }
+        for (spec, manifest) in served.into_iter().zip(manifests) {
+            spec.manifest = Some(manifest.clone());
+        }
+        Ok(())
+    }
+
     /// How the spec is written on the command line: the path or URL, and `@SIZE` when set.
     pub fn label(&self) -> String {
         match self.input_size {

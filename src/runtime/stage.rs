@@ -247,6 +247,13 @@ impl Stage {
         }
     }
 
+    /// How long the model took to load, in ms: 0 before it has loaded, and for a served
+    /// model, which this process never loads.
+    pub fn load_ms(&self) -> f64 {
+        self.model()
+            .map_or(0.0, |m| m.load_time().as_secs_f64() * 1e3)
+    }
+
     /// The input the stage's preprocessing produces, once loaded.
     pub fn input(&self) -> Option<&InputSpec> {
         self.preprocessor.as_ref().map(Preprocessor::spec)

@@ -28,8 +28,10 @@ use serde::{Deserialize, Serialize};
 use crate::energy::{detect_system, Board, EnergyMeter};
 use crate::error::{Error, Result};
 use crate::input::RgbImage;
+use crate::remote::Access;
 use crate::runtime::{
-    run_in_order, Cascade, LoadOptions, Metric, ModelSpec, Threads, Threshold, Workers,
+    run_in_order, Cascade, CascadeBuilder, LoadOptions, Metric, ModelSpec, Threads, Threshold,
+    Workers,
 };
 use crate::tune::bounds::{fixed_sequence, Bounds, Confidence};
 use crate::tune::calibrate::split;
@@ -71,6 +73,8 @@ pub struct SearchPlan {
     pub workers: Workers,
     pub cost_images: usize,
     pub cost: CostOptions,
+    /// How candidates on servers are reached (token, timeouts).
+    pub access: Access,
 }
 
 impl SearchPlan {
@@ -90,7 +94,19 @@ impl SearchPlan {
             workers: Workers::ONE,
             cost_images: crate::tune::calibrate::DEFAULT_COST_IMAGES,
             cost: CostOptions::default(),
+            access: Access::default(),
         }
+    }
+
+    /// Candidate `candidate` alone, loaded (or reached) as the plan says.
+    fn alone(&self, candidate: &Candidate) -> Result<Cascade> {
+        let mut cascade = CascadeBuilder::new()
+            .stage(candidate.spec.clone())
+            .load_options(self.options)
+            .access(self.access.clone())
+            .alone(0)?;
+        cascade.set_metric(self.metric);
+        Ok(cascade)
     }
 }
 
@@ -250,8 +266,7 @@ pub fn observe(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<
     let mut rounds: Vec<Vec<StageCost>> = Vec::with_capacity(candidates);
     let mut shared_images: Vec<RgbImage> = Vec::new();
     for (c, candidate) in plan.candidates.iter().enumerate() {
-        let mut cascade = Cascade::single(candidate.spec.clone(), plan.options)?;
-        cascade.set_metric(plan.metric);
+        let mut cascade = plan.alone(candidate)?;
         let dataset = plan.data.open(cascade.labels())?;
         if dataset.layout == LayoutKind::Unlabeled {
             reference = Reference::LastStageAgreement;
@@ -313,12 +328,7 @@ pub fn observe(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<
         if shared_images.is_empty() {
             shared_images = cost_images;
         }
-        let load_ms = stage
-            .model()
-            .ok_or_else(not_loaded)?
-            .load_time()
-            .as_secs_f64()
-            * 1e3;
+        let load_ms = stage.load_ms();
         measured.push(Measured {
             name: candidate.name.clone(),
             stage: ProfileStage {
@@ -341,7 +351,7 @@ pub fn observe(plan: &SearchPlan, mut progress: impl FnMut(Progress)) -> Result<
                 candidate: c,
                 name: candidate.name.clone(),
             });
-            let mut cascade = Cascade::single(candidate.spec.clone(), plan.options)?;
+            let mut cascade = plan.alone(candidate)?;
             let stage = cascade
                 .stage_mut_at(0)
                 .ok_or_else(|| Error::Internal(format!("{} is not loaded", candidate.name)))?;

@@ -374,9 +374,7 @@ pub fn measure_choices(
         Some(m) => Some(t.scope(|| measure_energy(stage, images, m, opts))?),
         None => None,
     };
-    let load_ms = stage
-        .model()
-        .map_or(0.0, |m| m.load_time().as_secs_f64() * 1e3);
+    let load_ms = stage.load_ms();
     let options = LoadOptions {
         conv_nhwc: winner.conv_nhwc,
         threads: (counts.len() > 1).then_some(t),

@@ -280,7 +280,7 @@ fn a_stream_counts_the_frames_its_server_did_not_answer_and_the_token_stays_secr
 }
 
 #[test]
-fn a_profile_and_a_bench_keep_the_served_stage_but_never_the_token() {
+fn a_profile_a_bench_and_a_search_keep_the_served_stage_but_never_the_token() {
     const TOKEN: &str = "profile-Token-777";
     let server = MlServer::start();
     let gate = TokenGate::start(server.http, TOKEN);
@@ -290,94 +290,62 @@ fn a_profile_and_a_bench_keep_the_served_stage_but_never_the_token() {
     let manifest = lite2_manifest();
     let url = gate.endpoint().to_string();
     let data = common::sample_dir();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .args([
-            "--threads",
-            "1",
-            "calibrate",
-            "--stage",
-            arg(&lite0),
-            "--stage",
-            &url,
-        ])
-        .args([
-            "--manifest",
-            arg(&manifest),
-            "--token-env",
-            "CASCADE_TEST_TOKEN",
-        ])
-        .args([
-            "--data",
-            arg(&data),
-            "--limit",
-            "8",
-            "--budget-ms=100000",
-            "-o",
-        ])
-        .arg(&profile)
-        .env("CASCADE_TEST_TOKEN", TOKEN)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    // `cascade ARGS` with the token in the environment (read through --token-env), no
+    // standard input; succeeds, and the token shows on neither output stream.
+    let run = |args: &[&str]| -> (String, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
+            .args(args)
+            .args(["--token-env", "CASCADE_TEST_TOKEN"])
+            .env("CASCADE_TEST_TOKEN", TOKEN)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            !stdout.contains(TOKEN) && !stderr.contains(TOKEN),
+            "{args:?}"
+        );
+        (stdout, stderr)
+    };
+    let (lite0, manifest, data) = (arg(&lite0), arg(&manifest), arg(&data));
+    let served = ["--stage", lite0, "--stage", &url, "--manifest", manifest];
+    let eight = ["--data", data, "--limit", "8"];
+
+    let mut calibrate = vec!["--threads", "1", "calibrate"];
+    calibrate.extend(served);
+    calibrate.extend(eight);
+    calibrate.extend(["--budget-ms=100000", "-o", arg(&profile)]);
+    run(&calibrate);
     let text = std::fs::read_to_string(&profile).unwrap();
     assert!(text.contains(&format!("model = \"{url}\"")), "{text}");
     assert!(text.contains("efficientnet-lite2.toml"), "{text}");
-    assert!(!text.contains(TOKEN) && !stderr.contains(TOKEN));
-    assert!(!String::from_utf8_lossy(&out.stdout).contains(TOKEN));
+    assert!(!text.contains(TOKEN));
 
     // The profile runs the served stage, with the token given again.
     let photo = common::sample_dir().join("n01440764_tench.JPEG");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .args([
-            "classify",
-            "--json",
-            "--profile",
-            arg(&profile),
-            "--token-env",
-        ])
-        .args(["CASCADE_TEST_TOKEN", arg(&photo)])
-        .env("CASCADE_TEST_TOKEN", TOKEN)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (stdout, _) = run(&[
+        "classify",
+        "--json",
+        "--profile",
+        arg(&profile),
+        arg(&photo),
+    ]);
+    let v: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["cut_short"], Value::Null, "{v}");
 
     // bench: the served model alone and in the cascade, with the round trip's share of the
     // time, and its energy on the board (a power model here) charged at idle power while
     // the board waits: fewer watts than the model run here.
     let bench = dir.path().join("bench");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cascade"))
-        .args([
-            "--threads",
-            "1",
-            "bench",
-            "--stage",
-            arg(&lite0),
-            "--stage",
-            &url,
-        ])
-        .args([
-            "--manifest",
-            arg(&manifest),
-            "--token-env",
-            "CASCADE_TEST_TOKEN",
-        ])
-        .args(["--threshold", "0.7", "--data", arg(&data), "--limit", "8"])
-        .args(["--board", "rpi4b", "--workers", "0", "--out", arg(&bench)])
-        .env("CASCADE_TEST_TOKEN", TOKEN)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut args = vec!["--threads", "1", "bench"];
+    args.extend(served);
+    args.extend(eight);
+    args.extend(["--threshold", "0.7", "--board", "rpi4b", "--workers", "0"]);
+    args.extend(["--out", arg(&bench)]);
+    let (stdout, _) = run(&args);
     assert!(stdout.contains("round trip to the server"), "{stdout}");
-    assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN));
     let json: Value =
         serde_json::from_str(&std::fs::read_to_string(bench.join("bench.json")).unwrap()).unwrap();
     let configs = json["result"]["configs"].as_array().unwrap();
@@ -386,8 +354,8 @@ fn a_profile_and_a_bench_keep_the_served_stage_but_never_the_token() {
         c["energy"]["total_mj"].as_f64().unwrap() / c["latency"]["mean_ms"].as_f64().unwrap()
     };
     assert_eq!(share(&configs[0]), None, "Lite0 runs here");
-    let served = share(&configs[1]).unwrap();
-    assert!(served > 0.5 && served <= 1.0, "{served}");
+    let served_share = share(&configs[1]).unwrap();
+    assert!(served_share > 0.5 && served_share <= 1.0, "{served_share}");
     assert!(share(&configs[2]).unwrap() > 0.0);
     assert!(
         watts(&configs[1]) < watts(&configs[0]),
@@ -395,4 +363,25 @@ fn a_profile_and_a_bench_keep_the_served_stage_but_never_the_token() {
         watts(&configs[1]),
         watts(&configs[0])
     );
+
+    // search: the served model is a candidate like a file, reached with the token (the
+    // gate refuses it without one, and a candidate's cost is not measured around failures).
+    let found = dir.path().join("search");
+    let mut args = vec![
+        "--threads",
+        "1",
+        "search",
+        "--model",
+        lite0,
+        "--model",
+        &url,
+    ];
+    args.extend(["--manifest", manifest]);
+    args.extend(eight);
+    args.extend(["--max-stages", "2", "--json", "--out", arg(&found)]);
+    let (stdout, _) = run(&args);
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let text = report.to_string();
+    assert!(text.contains("efficientnet-lite2"), "{text}");
+    assert!(found.join("records.json").is_file());
 }
