@@ -71,9 +71,7 @@ fn run_once(
     let mut exits = vec![0usize; n_stages];
     let mut loads = vec![None; n_stages];
     for (i, stage) in cascade.stages().iter().enumerate() {
-        if let Some(m) = stage.model() {
-            loads[i] = Some(m.load_time().as_secs_f64() * 1e3);
-        }
+        loads[i] = stage.load_time().map(|d| d.as_secs_f64() * 1e3);
     }
     let served: Vec<bool> = cascade.stages().iter().map(|s| s.is_remote()).collect();
     let mut waited = Duration::ZERO;

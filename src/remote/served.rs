@@ -204,12 +204,7 @@ impl ServedModel {
 /// The input a server's model declares, as an image input (`[1,3,H,W]` or `[1,H,W,3]`, a
 /// free batch counting as 1) with the usual assumptions about its normalization, warned.
 fn input_of(meta: &ModelMetadata, endpoint: &Endpoint) -> Result<InputSpec> {
-    let bad = |reason: String| Error::Remote {
-        endpoint: endpoint.to_string(),
-        reason,
-        status: None,
-        body: String::new(),
-    };
+    let bad = |reason: String| Error::remote(endpoint, reason);
     let first = meta
         .inputs
         .first()

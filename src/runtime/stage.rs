@@ -247,11 +247,19 @@ impl Stage {
         }
     }
 
-    /// How long the model took to load, in ms: 0 before it has loaded, and for a served
-    /// model, which this process never loads.
+    /// How long the model took to load, or a served model to connect (its manifest read,
+    /// its metadata asked): what a first deferral to this stage waits for. `None` before
+    /// either has happened.
+    pub fn load_time(&self) -> Option<Duration> {
+        match &self.backend {
+            Backend::Local(local) => local.model.as_ref().map(|m| m.load_time()),
+            Backend::Remote(remote) => remote.served.as_ref().map(|s| s.connect_time()),
+        }
+    }
+
+    /// [`Stage::load_time`] in ms, 0 before any.
     pub fn load_ms(&self) -> f64 {
-        self.model()
-            .map_or(0.0, |m| m.load_time().as_secs_f64() * 1e3)
+        self.load_time().map_or(0.0, |d| d.as_secs_f64() * 1e3)
     }
 
     /// The input the stage's preprocessing produces, once loaded.

@@ -354,6 +354,9 @@ fn a_profile_a_bench_and_a_search_keep_the_served_stage_but_never_the_token() {
         c["energy"]["total_mj"].as_f64().unwrap() / c["latency"]["mean_ms"].as_f64().unwrap()
     };
     assert_eq!(share(&configs[0]), None, "Lite0 runs here");
+    // The served model's load column is its connect time (manifest, metadata request).
+    let connect = configs[1]["load_ms"][0].as_f64();
+    assert!(connect.is_some_and(|ms| ms > 0.0), "{}", configs[1]);
     let served_share = share(&configs[1]).unwrap();
     assert!(served_share > 0.5 && served_share <= 1.0, "{served_share}");
     assert!(share(&configs[2]).unwrap() > 0.0);
