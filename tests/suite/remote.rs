@@ -274,15 +274,49 @@ fn unanswered_reason(o: Outcome) -> String {
     }
 }
 
-#[test]
-fn a_remote_stage_falls_back_while_its_server_is_down_and_uses_it_again_when_it_returns() {
-    let port = free_port();
-    let endpoint: Endpoint = format!("http://127.0.0.1:{port}/v2/models/efficientnet-lite2")
+/// The protocol's two bindings, for the tests that hold for both.
+#[derive(Debug, Clone, Copy)]
+enum Binding {
+    Rest,
+    Grpc,
+}
+
+impl Binding {
+    /// `model` on a server listening on these ports, over this binding.
+    fn endpoint(self, http: u16, grpc: u16, model: &str) -> Endpoint {
+        match self {
+            Binding::Rest => format!("http://127.0.0.1:{http}/v2/models/{model}"),
+            Binding::Grpc => format!("grpc://127.0.0.1:{grpc}/{model}"),
+        }
         .parse()
-        .unwrap();
-    let client = || RestClient::new(endpoint.clone(), None, Timeouts::default());
+        .unwrap()
+    }
+
+    fn client(self, server: &MlServer, model: &str) -> Client {
+        let endpoint = match self {
+            Binding::Rest => server.endpoint(model),
+            Binding::Grpc => server.grpc_endpoint(model),
+        };
+        Client::new(endpoint, None, Timeouts::default()).unwrap()
+    }
+
+    /// How the binding says a model is not there.
+    fn not_found(self) -> &'static str {
+        match self {
+            Binding::Rest => "HTTP 404",
+            Binding::Grpc => "gRPC NOT_FOUND",
+        }
+    }
+}
+
+/// A stage whose server is not started, then started, killed and restarted on the same
+/// ports: it never fails the input, answers whenever the server is there, and counts.
+fn falls_back_while_the_server_is_down_and_uses_it_again(binding: Binding) {
+    let (http, grpc) = (free_port(), free_port());
+    let endpoint = binding.endpoint(http, grpc, "efficientnet-lite2");
+    let client = Client::new(endpoint, None, Timeouts::default()).unwrap();
     // Not started: the stage still builds, and backs off instead of failing each input.
-    let mut stage = RemoteStage::connect(client(), LITE2_SHAPE).unwrap();
+    let mut stage = RemoteStage::connect(client, LITE2_SHAPE).unwrap();
     assert!(matches!(
         stage.infer(&tensor()).unwrap(),
         Outcome::Unanswered(Unanswered::BackingOff { .. })
@@ -291,13 +325,19 @@ fn a_remote_stage_falls_back_while_its_server_is_down_and_uses_it_again_when_it_
     let reason = unanswered_reason(stage.infer(&tensor()).unwrap());
     assert!(reason.contains("cannot reach the server"), "{reason}");
 
-    // Started: answered (the shape is checked on first contact).
-    let server = MlServer::start_on(port);
+    // Started: answered (the shape is checked on first contact), on the same connection
+    // object that failed before, with the logits REST gives for the same tensor.
+    let server = MlServer::start_on_ports(http, grpc);
     stage.retry_now();
     let Outcome::Answered(logits) = stage.infer(&tensor()).unwrap() else {
         panic!("no answer from a ready server")
     };
     assert_eq!(logits.len(), 1000);
+    let over_rest = server
+        .client("efficientnet-lite2")
+        .infer("input", &LITE2_SHAPE, &tensor())
+        .unwrap();
+    assert_eq!(argmax(&logits), argmax(&over_rest));
     // Killed mid-stream: a fallback, then a back-off; restarted: answered again.
     drop(server);
     let reason = unanswered_reason(stage.infer(&tensor()).unwrap());
@@ -306,7 +346,7 @@ fn a_remote_stage_falls_back_while_its_server_is_down_and_uses_it_again_when_it_
         stage.infer(&tensor()).unwrap(),
         Outcome::Unanswered(Unanswered::BackingOff { .. })
     ));
-    let _server = MlServer::start_on(port);
+    let _server = MlServer::start_on_ports(http, grpc);
     stage.retry_now();
     assert!(matches!(
         stage.infer(&tensor()).unwrap(),
@@ -320,18 +360,39 @@ fn a_remote_stage_falls_back_while_its_server_is_down_and_uses_it_again_when_it_
 }
 
 #[test]
+fn over_rest_a_remote_stage_falls_back_while_its_server_is_down_and_uses_it_again() {
+    falls_back_while_the_server_is_down_and_uses_it_again(Binding::Rest);
+}
+
+#[test]
+fn over_grpc_a_remote_stage_falls_back_while_its_server_is_down_and_uses_it_again() {
+    falls_back_while_the_server_is_down_and_uses_it_again(Binding::Grpc);
+}
+
+/// A model of another shape is refused when the stage connects, naming both shapes; a
+/// model the server does not have (yet) is a fallback for each input, with the status.
+#[test]
 fn a_model_of_another_shape_is_a_clear_error_and_an_unready_model_a_fallback() {
     let server = MlServer::start();
-    let e =
-        RemoteStage::connect(server.client("efficientnet-lite2"), [1, 3, 224, 224]).unwrap_err();
-    let text = e.to_string();
-    assert!(text.contains("takes FP32 [1, 3, 260, 260]"), "{text}");
-    assert!(text.contains("[1, 3, 224, 224]"), "{text}");
-    // A model the server does not have (yet): each input falls back with the status.
-    let mut stage = RemoteStage::connect(server.client("not-loaded"), LITE2_SHAPE).unwrap();
-    stage.retry_now();
-    let reason = unanswered_reason(stage.infer(&tensor()).unwrap());
-    assert!(reason.contains("HTTP 404"), "{reason}");
+    for binding in [Binding::Rest, Binding::Grpc] {
+        let client = binding.client(&server, "efficientnet-lite2");
+        let e = RemoteStage::connect(client, [1, 3, 224, 224])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("takes FP32 [1, 3, 260, 260]"),
+            "{binding:?}: {e}"
+        );
+        assert!(e.contains("[1, 3, 224, 224]"), "{binding:?}: {e}");
+        let client = binding.client(&server, "not-loaded");
+        let mut stage = RemoteStage::connect(client, LITE2_SHAPE).unwrap();
+        stage.retry_now();
+        let reason = unanswered_reason(stage.infer(&tensor()).unwrap());
+        assert!(
+            reason.contains(binding.not_found()),
+            "{binding:?}: {reason}"
+        );
+    }
 }
 
 /// A stand-in server that answers metadata properly and inference as told: what real
@@ -550,71 +611,6 @@ fn mlserver_over_grpc_answers_what_the_local_model_and_rest_answer_and_refuses_c
     let e = gone.metadata().unwrap_err();
     assert!(matches!(e, Error::Remote { status: None, .. }), "{e}");
     assert!(e.to_string().contains("cannot reach the server"), "{e}");
-}
-
-#[test]
-fn a_remote_stage_over_grpc_falls_back_while_its_server_is_down_and_uses_it_again() {
-    let (http, grpc) = (free_port(), free_port());
-    let endpoint: Endpoint = format!("grpc://127.0.0.1:{grpc}/efficientnet-lite2")
-        .parse()
-        .unwrap();
-    let client = Client::new(endpoint, None, Timeouts::default()).unwrap();
-    assert!(matches!(client, Client::Grpc(_)));
-    // Not started: the stage still builds, and backs off instead of failing each input.
-    let mut stage = RemoteStage::connect(client, LITE2_SHAPE).unwrap();
-    assert!(matches!(
-        stage.infer(&tensor()).unwrap(),
-        Outcome::Unanswered(Unanswered::BackingOff { .. })
-    ));
-    stage.retry_now();
-    let reason = unanswered_reason(stage.infer(&tensor()).unwrap());
-    assert!(reason.contains("cannot reach the server"), "{reason}");
-
-    // Started: answered (the shape is checked on first contact), on the same connection
-    // object that failed before.
-    let server = MlServer::start_on_ports(http, grpc);
-    stage.retry_now();
-    let Outcome::Answered(logits) = stage.infer(&tensor()).unwrap() else {
-        panic!("no answer from a ready server")
-    };
-    assert_eq!(logits.len(), 1000);
-    // The same logits as over REST for the same tensor.
-    let over_rest = server
-        .client("efficientnet-lite2")
-        .infer("input", &LITE2_SHAPE, &tensor())
-        .unwrap();
-    assert_eq!(argmax(&logits), argmax(&over_rest));
-    // Killed mid-stream: a fallback, then a back-off; restarted: answered again.
-    drop(server);
-    let reason = unanswered_reason(stage.infer(&tensor()).unwrap());
-    assert!(reason.contains("cannot reach the server"), "{reason}");
-    assert!(matches!(
-        stage.infer(&tensor()).unwrap(),
-        Outcome::Unanswered(Unanswered::BackingOff { .. })
-    ));
-    let _server = MlServer::start_on_ports(http, grpc);
-    stage.retry_now();
-    assert!(matches!(
-        stage.infer(&tensor()).unwrap(),
-        Outcome::Answered(_)
-    ));
-    let s = stage.stats();
-    assert_eq!((s.answered, s.skipped), (2, 2), "{s:?}");
-    assert_eq!((s.failed, s.requests), (2, 3), "{s:?}");
-}
-
-#[test]
-fn over_grpc_a_model_of_another_shape_is_a_clear_error_and_an_unready_model_a_fallback() {
-    let server = MlServer::start();
-    let e = RemoteStage::connect(server.grpc_client("efficientnet-lite2"), [1, 3, 224, 224])
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("takes FP32 [1, 3, 260, 260]"), "{e}");
-    assert!(e.contains("[1, 3, 224, 224]"), "{e}");
-    let mut stage = RemoteStage::connect(server.grpc_client("not-loaded"), LITE2_SHAPE).unwrap();
-    stage.retry_now();
-    let reason = unanswered_reason(stage.infer(&tensor()).unwrap());
-    assert!(reason.contains("gRPC NOT_FOUND"), "{reason}");
 }
 
 #[test]
