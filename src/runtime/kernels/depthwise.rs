@@ -6,9 +6,10 @@
 //! output points is computed, a few points at a time: every input column the block loads feeds
 //! each of those points it reaches (with stride 1, a 3x3 filter loads 18 input vectors for four
 //! points, 36 multiply-adds, where tract loads 36 plus the 36 weights, 36 tap indices and 36
-//! offsets). Padding is made real: input rows are copied once into a small ring of zero-bordered
-//! rows, so every output point takes the same path. Output rows are split across tract's
-//! executor, as tract splits its own depthwise channels.
+//! offsets). The input is read where it lies: rows above and below the image read a shared row
+//! of zeros, and only output columns whose window crosses the left or right edge test their
+//! taps, so the interior of every row takes one branch-free path. Output rows are split across
+//! tract's executor, as tract splits its own depthwise channels.
 //!
 //! Substitution happens after `into_optimized`: the decluttered graph's `Conv` nodes give the
 //! geometry (kernel, stride, padding), which tract's `DepthWiseConv` does not expose, and each
@@ -23,12 +24,15 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::OptBinChain;
 use tract_onnx::tract_core::ops::cnn::Conv;
 
-/// Where the project's operator replaces tract's: nowhere by default, since it measured worse
-/// than tract's on aarch64 (Lite0 under `qemu-aarch64 -cpu cortex-a72`, one thread: 199.6 M
-/// instructions per inference against tract's 183.3 M); `CASCADE_DEPTHWISE=project` turns it
-/// on, for A/B measurements with one binary.
+/// Where the project's operator replaces tract's: by default on aarch64, where it measured
+/// better than tract's (see the README's ARM work section), and nowhere else;
+/// `CASCADE_DEPTHWISE=project` or `=tract` overrides, for A/B measurements with one binary.
 pub(crate) fn enabled() -> bool {
-    matches!(std::env::var("CASCADE_DEPTHWISE").as_deref(), Ok("project"))
+    match std::env::var("CASCADE_DEPTHWISE").as_deref() {
+        Ok("project") => true,
+        Ok("tract") => false,
+        _ => cfg!(target_arch = "aarch64"),
+    }
 }
 
 /// The spatial geometry of one depthwise convolution: what tract's optimized op hides.
@@ -57,11 +61,6 @@ impl Geometry {
             && self.ow >= 1
             && self.h >= 1
             && self.w >= 1
-    }
-
-    /// Padded width, in columns: exactly what the output columns read.
-    fn wp(&self) -> usize {
-        (self.ow - 1) * self.s + self.k
     }
 }
 
@@ -527,11 +526,6 @@ impl Lanes for Portable {
     }
 }
 
-/// Above this many bytes of padded input a band is walked one output row at a time (a ring of
-/// K padded rows, weights reloaded per row); below, the whole band's rows are copied and each
-/// channel block's weights are loaded once for the band.
-const WHOLE_BAND_BYTES: usize = 1 << 20;
-
 /// One image: output rows split across tract's executor.
 fn image<V: Lanes>(
     g: &Geometry,
@@ -587,9 +581,11 @@ struct Band<'a> {
 }
 
 impl Band<'_> {
-    /// The padded rows live in a ring laid out `[slot][C / 4][wp][4]`: for one block of four
-    /// channels a padded row is contiguous, so every column a kernel step reads sits at a
-    /// constant offset from one pointer per filter row.
+    /// Reads the input where it lies (`[H, W, C]`): an input row above or below the image is
+    /// a shared row of zeros, so every output row takes the same path, and only the output
+    /// columns whose window crosses the left or right edge check their taps. For each output
+    /// row and block of four channels, the block's taps are loaded into registers once and
+    /// serve the whole row.
     ///
     /// # Safety
     /// `out` must be writable for the image's `g.oh * g.ow * c` outputs; `input`, `packed` and
@@ -603,145 +599,187 @@ impl Band<'_> {
         hi: f32,
     ) {
         let (g, c) = (self.g, self.c);
-        let blocks = c / 4;
-        let wp = g.wp();
-        let block_len = wp * 4;
-        let slot_len = blocks * block_len;
-        let band_rows = self.oy1 - self.oy0;
-        let whole = ((band_rows - 1) * S + K) * slot_len * 4 <= WHOLE_BAND_BYTES;
-        let group = if whole { band_rows } else { 1 };
-        let slots = (group - 1) * S + K;
-        // Zero borders stay zero: every padded row writes the same interior columns.
-        let mut ring = vec![0f32; slots * slot_len];
-        let cols = g.w.min(wp - g.pad_left);
-        let mut next = self.oy0 * S;
-        let (lo_v, hi_v) = (V::splat(lo), V::splat(hi));
-        let mut g0 = self.oy0;
-        while g0 < self.oy1 {
-            let g1 = (g0 + group).min(self.oy1);
-            let need = (g1 - 1) * S + K;
-            for r in next..need {
-                let dst = ring
-                    .as_mut_ptr()
-                    .add((r % slots) * slot_len + g.pad_left * 4);
-                match usize::try_from(r as isize - g.pad_top as isize) {
-                    Ok(iy) if iy < g.h => {
-                        let src = self.input.as_ptr().add(iy * g.w * c);
-                        for col in 0..cols {
-                            for cb in 0..blocks {
-                                // SAFETY: column `col < w` of input row `iy < h`, channels
-                                // `cb * 4 .. cb * 4 + 4 <= c`; the ring slot holds `blocks`
-                                // rows of `wp >= pad_left + cols` columns.
-                                let v = V::load(src.add(col * c + cb * 4));
-                                v.store(dst.add(cb * block_len + col * 4));
-                            }
-                        }
-                    }
-                    _ => {
-                        for cb in 0..blocks {
-                            for col in 0..cols {
-                                // SAFETY: as above, inside the slot.
-                                V::splat(0.0).store(dst.add(cb * block_len + col * 4));
-                            }
-                        }
-                    }
+        let (lo, hi) = (V::splat(lo), V::splat(hi));
+        // Output columns whose whole window is inside the image: `inner.0..inner.1`.
+        let first = g.pad_left.div_ceil(S).min(g.ow);
+        let end = match (g.w + g.pad_left).checked_sub(K) {
+            Some(span) => (span / S + 1).min(g.ow),
+            None => 0,
+        };
+        let inner = (first, end.max(first));
+        // A row of zeros stands for the padding rows, when this band reads any.
+        let reads_padding = self.oy0 * S < g.pad_top || (self.oy1 - 1) * S + K > g.h + g.pad_top;
+        let zeros = zeros(if reads_padding { g.w * c } else { 0 });
+        let x = self.input.as_ptr();
+        for oy in self.oy0..self.oy1 {
+            let rows: [*const f32; K] = std::array::from_fn(|ky| {
+                match (oy * S + ky).checked_sub(g.pad_top) {
+                    // SAFETY: row `iy < h` of the image.
+                    Some(iy) if iy < g.h => unsafe { x.add(iy * g.w * c) },
+                    _ => zeros.as_ptr(),
                 }
-            }
-            next = need;
-            let ring_ptr = ring.as_ptr();
-            for cb in 0..blocks {
-                // SAFETY: block `cb` of the packed weights: K * K taps of 4 from `cb * K * K * 4`.
-                let wb = self.packed.as_ptr().add(cb * K * K * 4);
-                let w: [[V; K]; K] = std::array::from_fn(|ky| {
-                    std::array::from_fn(|kx| V::load(wb.add((ky * K + kx) * 4)))
-                });
-                // SAFETY: `cb * 4 + 4 <= c == bias.len()`.
-                let b = V::load(self.bias.as_ptr().add(cb * 4));
-                for oy in g0..g1 {
-                    let rows: [*const f32; K] = std::array::from_fn(|ky| {
-                        ring_ptr.add(((oy * S + ky) % slots) * slot_len + cb * block_len)
+            });
+            // SAFETY: output row `oy < oh`.
+            let out_row = unsafe { out.add(oy * g.ow * c) };
+            for cb in 0..c / 4 {
+                // SAFETY: block `cb` of the packed weights: K * K taps of 4 from `cb * K * K * 4`;
+                // `cb * 4 + 4 <= c == bias.len()`; rows and output are `w` and `ow` points of
+                // `c` channels, of which this block reads and writes `cb * 4 .. cb * 4 + 4`.
+                unsafe {
+                    let wb = self.packed.as_ptr().add(cb * K * K * 4);
+                    let w: [[V; K]; K] = std::array::from_fn(|ky| {
+                        std::array::from_fn(|kx| V::load(wb.add((ky * K + kx) * 4)))
                     });
-                    // SAFETY: each row pointer starts a block's `wp` columns of 4, which is
-                    // what `row` reads; the output row has `ow` points of `c` from `cb * 4`.
-                    row::<V, K, S, N, CLAMP>(
+                    let b = V::load(self.bias.as_ptr().add(cb * 4));
+                    let rows = rows.map(|r| r.add(cb * 4));
+                    let out = out_row.add(cb * 4);
+                    let block = Block::<V, K> {
                         rows,
                         c,
-                        &w,
+                        w,
                         b,
-                        lo_v,
-                        hi_v,
-                        out.add(oy * g.ow * c + cb * 4),
-                        g.ow,
-                    );
+                        lo,
+                        hi,
+                    };
+                    for ox in (0..inner.0).chain(inner.1..g.ow) {
+                        block.edge::<S, CLAMP>(ox, g.pad_left, g.w, out.add(ox * c));
+                    }
+                    if inner.1 > inner.0 {
+                        block.inner::<S, N, CLAMP>(
+                            inner.0 * S - g.pad_left,
+                            out.add(inner.0 * c),
+                            inner.1 - inner.0,
+                        );
+                    }
                 }
             }
-            g0 = g1;
         }
     }
 }
 
-/// One output row of one block of four channels, `N` points at a time: each input column of
-/// the points' window is loaded once (at a constant offset from its filter row's pointer) and
-/// feeds every point whose filter covers it.
-///
-/// # Safety
-/// `rows[ky]` must be readable for `(ow - 1) * S + K` columns of four f32, and `out` writable
-/// at `ox * c .. ox * c + 4` for every `ox` below `ow`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn row<V: Lanes, const K: usize, const S: usize, const N: usize, const CLAMP: bool>(
-    mut rows: [*const f32; K],
+/// How many zeros [`zeros`] shares: an input row of 64 Ki values (a 112-wide row of 585
+/// channels), 256 KiB allocated once.
+const SHARED_ZEROS: usize = 1 << 16;
+
+/// `len` zeros: the shared ones (allocated once per process, never written) when they are
+/// enough, else a fresh allocation. Padding rows are read often and are short, and a zeroed
+/// allocation per call is not free: musl's `calloc` scans the memory it returns (the operator's
+/// first version lost 27 M instructions per Lite0 inference there).
+fn zeros(len: usize) -> std::borrow::Cow<'static, [f32]> {
+    static SHARED: std::sync::OnceLock<Box<[f32]>> = std::sync::OnceLock::new();
+    if len <= SHARED_ZEROS {
+        std::borrow::Cow::Borrowed(&SHARED.get_or_init(|| vec![0f32; SHARED_ZEROS].into())[..len])
+    } else {
+        std::borrow::Cow::Owned(vec![0f32; len])
+    }
+}
+
+/// One output row's block of four channels: the filter rows' input rows (offset to the
+/// block's channels), the taps and bias in registers, and the clamp.
+struct Block<V, const K: usize> {
+    rows: [*const f32; K],
     c: usize,
-    w: &[[V; K]; K],
-    bias: V,
+    w: [[V; K]; K],
+    b: V,
     lo: V,
     hi: V,
-    mut out: *mut f32,
-    ow: usize,
-) {
-    let mut left = ow;
-    while left >= N {
-        let mut acc = [bias; N];
-        for (ky, r) in rows.iter().enumerate() {
-            for col in 0..(N - 1) * S + K {
-                // SAFETY: column `col` from this step's first, below `(ow - 1) * S + K`.
-                let x = unsafe { V::load(r.add(col * 4)) };
-                for (j, a) in acc.iter_mut().enumerate() {
-                    let kx = col.wrapping_sub(j * S);
-                    if kx < K {
-                        *a = a.mul_add(x, w[ky][kx]);
-                    }
+}
+
+impl<V: Lanes, const K: usize> Block<V, K> {
+    #[inline(always)]
+    fn finish<const CLAMP: bool>(&self, acc: V) -> V {
+        if CLAMP {
+            acc.clamp(self.lo, self.hi)
+        } else {
+            acc
+        }
+    }
+
+    /// Output column `ox`, whose window crosses the image's left or right edge: taps outside
+    /// the image are skipped.
+    ///
+    /// # Safety
+    /// Every row must be readable at `ix * c .. ix * c + 4` for `ix < width`, and `out`
+    /// writable for four f32.
+    #[inline(always)]
+    unsafe fn edge<const S: usize, const CLAMP: bool>(
+        &self,
+        ox: usize,
+        pad_left: usize,
+        width: usize,
+        out: *mut f32,
+    ) {
+        let mut acc = self.b;
+        for (r, w) in self.rows.iter().zip(&self.w) {
+            for (kx, wv) in w.iter().enumerate() {
+                if let Some(ix) = (ox * S + kx).checked_sub(pad_left).filter(|&ix| ix < width) {
+                    // SAFETY: column `ix < width` of this row.
+                    acc = acc.mul_add(unsafe { V::load(r.add(ix * self.c)) }, *wv);
                 }
             }
         }
-        for (j, a) in acc.iter().enumerate() {
-            let v = if CLAMP { a.clamp(lo, hi) } else { *a };
-            // SAFETY: point `j` of this step is below `ow`.
-            unsafe { v.store(out.add(j * c)) };
-        }
-        for r in rows.iter_mut() {
-            *r = r.wrapping_add(N * S * 4);
-        }
-        out = out.wrapping_add(N * c);
-        left -= N;
+        // SAFETY: the caller's.
+        unsafe { self.finish::<CLAMP>(acc).store(out) };
     }
-    while left > 0 {
-        let mut acc = bias;
-        for (ky, r) in rows.iter().enumerate() {
-            for (kx, wv) in w[ky].iter().enumerate() {
-                // SAFETY: column `kx` from this point's first, below `(ow - 1) * S + K`.
-                let x = unsafe { V::load(r.add(kx * 4)) };
-                acc = acc.mul_add(x, *wv);
+
+    /// `count` output columns whose windows are inside the image, the first one's starting at
+    /// input column `x0`, `N` points at a time: each input column of the points' window is
+    /// loaded once and feeds every point whose filter covers it.
+    ///
+    /// # Safety
+    /// Every row must be readable at `ix * c .. ix * c + 4` for `ix` up to
+    /// `x0 + (count - 1) * S + K - 1`, and `out` writable at `j * c .. j * c + 4` for `j` below
+    /// `count`.
+    #[inline(always)]
+    unsafe fn inner<const S: usize, const N: usize, const CLAMP: bool>(
+        &self,
+        x0: usize,
+        mut out: *mut f32,
+        count: usize,
+    ) {
+        let c = self.c;
+        let mut rows = self.rows.map(|r| r.wrapping_add(x0 * c));
+        let mut left = count;
+        while left >= N {
+            let mut acc = [self.b; N];
+            for (r, w) in rows.iter().zip(&self.w) {
+                for col in 0..(N - 1) * S + K {
+                    // SAFETY: column `col` from this step's first, inside the window.
+                    let x = unsafe { V::load(r.add(col * c)) };
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        let kx = col.wrapping_sub(j * S);
+                        if kx < K {
+                            *a = a.mul_add(x, w[kx]);
+                        }
+                    }
+                }
             }
+            for (j, a) in acc.iter().enumerate() {
+                // SAFETY: point `j` of this step is below `count`.
+                unsafe { self.finish::<CLAMP>(*a).store(out.add(j * c)) };
+            }
+            for r in rows.iter_mut() {
+                *r = r.wrapping_add(N * S * c);
+            }
+            out = out.wrapping_add(N * c);
+            left -= N;
         }
-        let v = if CLAMP { acc.clamp(lo, hi) } else { acc };
-        // SAFETY: this point is below `ow`.
-        unsafe { v.store(out) };
-        for r in rows.iter_mut() {
-            *r = r.wrapping_add(S * 4);
+        while left > 0 {
+            let mut acc = self.b;
+            for (r, w) in rows.iter().zip(&self.w) {
+                for (kx, wv) in w.iter().enumerate() {
+                    // SAFETY: column `kx` from this point's first, inside the window.
+                    acc = acc.mul_add(unsafe { V::load(r.add(kx * c)) }, *wv);
+                }
+            }
+            // SAFETY: this point is below `count`.
+            unsafe { self.finish::<CLAMP>(acc).store(out) };
+            for r in rows.iter_mut() {
+                *r = r.wrapping_add(S * c);
+            }
+            out = out.wrapping_add(c);
+            left -= 1;
         }
-        out = out.wrapping_add(c);
-        left -= 1;
     }
 }
 
@@ -854,11 +892,8 @@ mod tests {
     }
 
     #[test]
-    fn large_rows_take_the_ring() {
-        // Over WHOLE_BAND_BYTES of padded input: one output row at a time through the ring.
-        let g = geometry(40, 60, 5, 2, (1, 2, 1, 2));
-        assert!(((g.oh - 1) * g.s + g.k) * g.wp() * 128 * 4 > WHOLE_BAND_BYTES);
-        check(g, 128, 1, Some((0.0, 6.0)));
+    fn large_images() {
+        check(geometry(40, 60, 5, 2, (1, 2, 1, 2)), 128, 1, Some((0.0, 6.0)));
         check(
             geometry(60, 60, 3, 1, (1, 1, 1, 1)),
             96,
