@@ -15,8 +15,10 @@ use tract_linalg::mmm::{Query, Suitable};
 use tract_onnx::prelude::DatumType;
 
 /// One of tract-linalg's generic-core aarch64 f32 kernels, with the instruction costs this
-/// project's model gives it (counted on `cortex-a72` under qemu for the 8x8; the others from
-/// their inner loops, which are the same code per lane).
+/// project's model gives it: per step of `k`, the kernel's inner loop as written (16 or 24
+/// FMLA, two or three loads, the loop control shared by four steps); per tile, fitted to
+/// per-function counts of Lite0 with every product forced onto that kernel (`tbprof.c` under
+/// `qemu-aarch64 -cpu cortex-a72`, kernel and `run_blocked` together over its tile count).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Kernel {
     pub name: &'static str,
@@ -35,28 +37,28 @@ pub(crate) const KERNELS: [Kernel; 4] = [
         mr: 8,
         nr: 8,
         per_k: 18.75,
-        per_tile: 525.0,
+        per_tile: 412.0,
     },
     Kernel {
         name: "arm64simd_mmm_f32_12x8_gen",
         mr: 12,
         nr: 8,
         per_k: 26.75,
-        per_tile: 655.0,
+        per_tile: 462.0,
     },
     Kernel {
         name: "arm64simd_mmm_f32_16x4_gen",
         mr: 16,
         nr: 4,
         per_k: 18.75,
-        per_tile: 525.0,
+        per_tile: 404.0,
     },
     Kernel {
         name: "arm64simd_mmm_f32_24x4_gen",
         mr: 24,
         nr: 4,
         per_k: 27.75,
-        per_tile: 655.0,
+        per_tile: 448.0,
     },
 ];
 
@@ -107,7 +109,9 @@ impl Policy {
     fn from_env() -> Policy {
         let value = std::env::var("CASCADE_MMM").ok();
         Policy::parse(value.as_deref()).unwrap_or_else(|| {
-            log::warn!("CASCADE_MMM={value:?} is not tract, auto or a tile (8x8, 12x8, 16x4, 24x4)");
+            log::warn!(
+                "CASCADE_MMM={value:?} is not tract, auto or a tile (8x8, 12x8, 16x4, 24x4)"
+            );
             DEFAULT
         })
     }
@@ -187,7 +191,10 @@ mod tests {
         assert_eq!(Policy::parse(None), Some(DEFAULT));
         assert_eq!(Policy::parse(Some("tract")), Some(Policy::Tract));
         assert_eq!(Policy::parse(Some("auto")), Some(Policy::Auto));
-        assert_eq!(Policy::parse(Some("24x4")), Some(Policy::Fixed(&KERNELS[3])));
+        assert_eq!(
+            Policy::parse(Some("24x4")),
+            Some(Policy::Fixed(&KERNELS[3]))
+        );
         assert_eq!(Policy::parse(Some("4x4")), None);
     }
 
