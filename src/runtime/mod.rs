@@ -17,6 +17,7 @@
 mod cascade;
 mod confidence;
 mod footprint;
+mod kernels;
 mod labels;
 pub(crate) mod manifest;
 mod model;

@@ -15,6 +15,7 @@ use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::error::{one_line, Error, Result};
 use crate::remote::Endpoint;
+use crate::runtime::kernels;
 use crate::runtime::manifest::{InputSpec, Manifest};
 use crate::runtime::Labels;
 
@@ -496,7 +497,7 @@ impl Model {
         } else {
             typed
         };
-        let optimized = typed.into_optimized().map_err(|e| model_err(&e))?;
+        let optimized = kernels::into_optimized(typed).map_err(|e| model_err(&e))?;
         if optimized.outputs.len() != 1 {
             return Err(shape_err(format!(
                 "it has {} outputs; a classifier has one",
