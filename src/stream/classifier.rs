@@ -184,8 +184,7 @@ impl StreamClassifier {
         let thresholds = match &self.controller {
             Some(c) => {
                 // The lock is held for this copy only, never across the inference.
-                let current = Thresholds::from_slice(lock(c).thresholds())
-                    .map_err(|_| Error::Internal("more thresholds than stages".into()))?;
+                let current = lock(c).thresholds().clone();
                 let mut rules = heapless::Vec::<Threshold, MAX_STAGES>::new();
                 for &t in &current {
                     let _ = rules.push(Threshold::new(t.clamp(0.0, 1.0))?);

@@ -139,7 +139,7 @@ impl BudgetController {
     }
 
     /// The thresholds to use for the next frame, one per exit.
-    pub fn thresholds(&self) -> &[f32] {
+    pub fn thresholds(&self) -> &Thresholds {
         &self.thresholds
     }
 
@@ -455,7 +455,7 @@ pub(super) mod tests {
     fn curve_lookup_interpolates_and_clamps() {
         let curve = path(&[(0.0, 10.0), (0.5, 20.0), (1.0, 40.0)]);
         let c = BudgetController::new(&curve, &[0.5], ms(20.0)).unwrap();
-        assert_eq!(c.thresholds(), [0.5]);
+        assert_eq!(*c.thresholds(), [0.5]);
         assert_eq!(c.thresholds_for(15.0), [0.25]);
         assert_eq!(c.thresholds_for(30.0), [0.75]);
         assert_eq!(c.thresholds_for(5.0), [0.0]);
@@ -475,7 +475,7 @@ pub(super) mod tests {
         for _ in 0..10_000 {
             c.observe(10.0);
         }
-        assert_eq!(c.thresholds(), [0.0]);
+        assert_eq!(*c.thresholds(), [0.0]);
         // Once the budget becomes reachable again (costs fall), it recovers at once.
         for _ in 0..50 {
             c.observe(1.0);
@@ -499,7 +499,7 @@ pub(super) mod tests {
     #[test]
     fn per_exit_thresholds_move_together_along_the_front() {
         let c = BudgetController::new(&front(), &[0.5, 0.2], ms(24.0)).unwrap();
-        assert_eq!(c.thresholds(), [0.5, 0.2]);
+        assert_eq!(*c.thresholds(), [0.5, 0.2]);
         // Halfway (in cost) between the last two points: halfway between their thresholds.
         let mid = c.thresholds_for(36.8);
         assert!(
@@ -585,7 +585,7 @@ pub(super) mod tests {
         let curve = [three(0.0, 0.0, 0.0), three(1.0, 1.0, 1.0)];
         let c =
             BudgetController::from_curve(&curve, &[10.0, 20.0, 40.0], &[0.5], ms(40.0)).unwrap();
-        assert_eq!(c.thresholds(), [0.5, 0.5]);
+        assert_eq!(*c.thresholds(), [0.5, 0.5]);
         assert_eq!(c.cost_at(&[0.5, 0.5]), 40.0);
     }
 }

@@ -479,7 +479,7 @@ impl Session {
                 budget: c.budget(),
                 running_mean: c.running_mean(),
                 recent_mean: c.recent_mean(),
-                thresholds: Thresholds::from_slice(c.thresholds()).unwrap_or_default(),
+                thresholds: c.thresholds().clone(),
                 frames: c.frames(),
             }),
         }
