@@ -46,11 +46,13 @@ fuzz_target!(|data: &[u8]| {
     ];
     for (budget, costs) in budgets {
         let Some(costs) = costs else { continue };
-        let start = profile.thresholds[0].get();
-        if let Ok(mut c) = BudgetController::from_curve(&profile.curve, &costs, start, budget) {
+        // The profile's thresholds, as `stream` starts from them (one shared or one per exit).
+        let start: Vec<f32> = profile.thresholds.iter().map(|t| t.get()).collect();
+        if let Ok(mut c) = BudgetController::from_curve(&profile.curve, &costs, &start, budget) {
             for cost in [0.0, 10.0, 1e9, f64::NAN, 35.0] {
                 c.observe(cost);
-                assert!(!c.threshold().is_nan());
+                assert_eq!(c.thresholds().len(), exits);
+                assert!(c.thresholds().iter().all(|t| (0.0..=1.0).contains(t)));
             }
         }
     }
