@@ -7,8 +7,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// See `cascade::memory::Allocator` for why, and what it measured.
+#[global_allocator]
+static ALLOCATOR: cascade::memory::Allocator = cascade::memory::Allocator;
+
 fn main() -> ExitCode {
-    cascade::memory::keep_large_buffers_out_of_the_heap();
     let mut args = cli::Args::parse();
     cli::init_logger(args.verbose, args.quiet);
     let threads = cli::threads(&mut args);

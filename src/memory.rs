@@ -1,5 +1,5 @@
 //! The process's memory: one budget that every allocation of consequence follows, and the
-//! allocator settings that let freed memory actually go back to the system.
+//! allocator that reuses freed memory between inferences and gives it back when idle.
 //!
 //! A board may have 512 MB for everything. The [`MemoryBudget`] (by default half of the
 //! memory this process can have) is split in two: a quarter for one decoded image or frame
@@ -161,27 +161,31 @@ fn least_memory(meminfo: &str, limits: &str, cgroup_limits: &[String]) -> Option
 /// The process's budget in bytes; 0 until set or first read.
 static BUDGET: AtomicU64 = AtomicU64::new(0);
 
-/// glibc raises its mmap threshold each time a large block is freed; after that, decode and
-/// resize buffers of varying sizes come from the heap and fragment it for good. Measured
-/// with `/usr/bin/time -v cascade --threads 1 eval --stage lite0 --stage lite2` over the 500
-/// shared images: 949 MB peak RSS with glibc's default, 113 MB with a fixed 1 MiB threshold,
-/// which keeps every large buffer in its own mapping, returned to the system when freed.
-/// Call once, first thing in `main`, before any thread starts. (musl's allocator maps
-/// large blocks on its own and needs no setting; elsewhere this does nothing.)
-pub fn keep_large_buffers_out_of_the_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; the caller runs it before any
-    // thread is started.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
-}
+/// The allocator the `cascade` binary runs on (its `#[global_allocator]`): mimalloc, built
+/// without transparent huge pages. The system allocators map every large block on its own
+/// and unmap it when freed (musl, the board's libc, from 128 KiB; glibc as this crate set
+/// it, from 1 MiB, to stop its heap fragmenting), and tract allocates each layer's output
+/// afresh on every run, so every inference faulted its activations in again: 2,000 to 6,000
+/// page faults per Lite0 inference, 4.2 million over a 500-image cascade eval with 7.9 s of
+/// system time. mimalloc keeps freed memory for reuse and returns what has not been reused
+/// within a second (its purge delay). Measured on x86_64 (AMD EPYC VM, one thread):
+/// Lite0 inference 31.2-36.9 -> 26.1-26.3 ms; `eval` Lite0 -> Lite2 over the 500 shared
+/// images 29.1 -> 39.3 images/s, same answers; peak RSS 137 -> 187 MB there (freed blocks
+/// wait for reuse; with transparent huge pages it was higher still, hence `no_thp`). The
+/// README's "The allocator" has the table and the setting that trades memory back. A
+/// library user picks their own allocator; [`return_freed_memory`] serves both.
+pub use mimalloc::MiMalloc as Allocator;
 
-/// Gives the heap's free pages back to the system. A model is thousands of small blocks
-/// (tract's graph, packed weights below the mmap threshold), so dropping one frees little
-/// resident memory by itself: loading Lite0 and Lite2 then dropping both left 63 of 77 MB
-/// resident; trimming brought it to 17 MB. Called when a stage is released.
+/// Gives freed memory back to the system now, whichever allocator holds it. A model is
+/// thousands of small blocks (tract's graph, packed weights), so dropping one frees little
+/// resident memory by itself: with glibc, loading Lite0 and Lite2 then dropping both left
+/// 63 of 77 MB resident, and trimming brought it to 17 MB. Called when a stage is released.
 pub fn return_freed_memory() {
+    // SAFETY: mi_collect only walks mimalloc's own heaps and arenas; without mimalloc as the
+    // global allocator it has nothing to collect.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks glibc's own free lists.
     unsafe {
