@@ -28,6 +28,10 @@ use cascade::{
 };
 use criterion::{criterion_group, criterion_main, Criterion};
 
+/// The allocator the `cascade` binary runs on, so these figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: cascade::memory::Allocator = cascade::memory::Allocator;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
