@@ -28,7 +28,17 @@ impl Report {
         let _ = writeln!(
             out,
             "Benchmark on {} ({}), {} thread(s), {} images, tract {}, cascade at {} >= {}\n",
-            c.cpu, c.arch, c.threads, c.images, c.tract_version, r.metric, r.threshold
+            c.cpu,
+            c.arch,
+            c.threads,
+            c.images,
+            c.tract_version,
+            r.metric,
+            r.thresholds
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(" / ")
         );
         out += "| config | top-1 | top-5 | mean ms | p50 ms | p95 ms | p99 ms | images/s | energy mJ (above idle) | exits per stage | load ms |\n";
         out += "|---|---|---|---|---|---|---|---|---|---|---|\n";

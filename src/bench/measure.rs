@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::bench::Memory;
 use crate::energy::{EnergyMeter, EnergyPerRun};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::input::RgbImage;
 use crate::runtime::{Cascade, CascadeBuilder};
 use crate::runtime::{Metric, Threshold};
@@ -153,7 +153,8 @@ fn run_once(
 pub struct BenchResult {
     /// Each model alone, in stage order, then the cascade.
     pub configs: Vec<Figures>,
-    pub threshold: Threshold,
+    /// The cascade's threshold at each exit (the curve sweeps the rest).
+    pub thresholds: Vec<Threshold>,
     pub metric: Metric,
     /// Memory before any model is loaded (the decoded images are already resident), with
     /// only the first stage resident, then with every stage loaded.
@@ -187,9 +188,6 @@ pub fn measure(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<BenchResult> {
     let n = plan.stages.len();
-    let threshold = plan.shared_threshold().ok_or_else(|| {
-        Error::InvalidArgument("bench takes one --threshold (it sweeps the rest)".into())
-    })?;
     let total = inputs.len() * (n + 1);
     let mut done = 0usize;
     let idle_w = match meter.as_deref_mut() {
@@ -202,12 +200,13 @@ pub fn measure(
     // stages load is the models' and not left over from the single-model runs.
     let mut cascade = plan
         .clone()
-        .threshold(threshold)
         .preload(false)
         .check(false)
         .release_after_idle(None)
         .build()?;
     let memory_first_stage_only = Memory::now();
+    // The plan's thresholds as the cascade applies them: one per exit, a shared one repeated.
+    let thresholds: Vec<Threshold> = cascade.rules().iter().map(|r| r.threshold).collect();
     for i in 1..n {
         cascade.load_stage(i)?;
     }
@@ -297,7 +296,7 @@ pub fn measure(
     configs.push(cascade_run.figures);
     Ok(BenchResult {
         configs,
-        threshold,
+        thresholds,
         metric: plan.metric,
         memory_before_models,
         memory_first_stage_only,

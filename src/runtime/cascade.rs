@@ -236,16 +236,6 @@ impl CascadeBuilder {
         self
     }
 
-    /// The exit threshold of every exit when one threshold is shared: the given one, or
-    /// [`DEFAULT_THRESHOLD`]. `None` when several are given.
-    pub fn shared_threshold(&self) -> Option<Threshold> {
-        match self.thresholds.as_slice() {
-            [] => Some(Threshold::default()),
-            [t] => Some(*t),
-            many => many.iter().all(|t| *t == many[0]).then(|| many[0]),
-        }
-    }
-
     /// Stage `i` alone, as a one-model cascade compiled, reached and kept within memory as
     /// this cascade's stages are: what a benchmark compares the cascade with.
     pub fn alone(&self, i: usize) -> Result<Cascade> {

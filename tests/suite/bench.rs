@@ -112,3 +112,54 @@ fn bench_outputs_exist_parse_and_agree_with_eval() {
     assert_eq!(eval["top1"], configs[2]["top1"]);
     assert_eq!(eval["exit_shares"], configs[2]["exit_shares"]);
 }
+
+/// A three-stage cascade with its own threshold at each exit: bench runs it at exactly
+/// those (the context line names both), and its exits and accuracy are what eval gives
+/// at the same thresholds.
+#[test]
+fn bench_takes_a_threshold_per_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("bench");
+    let out_s = out_dir.display().to_string();
+    let (l0, l1, l2) = (
+        common::model_arg("efficientnet-lite0"),
+        common::model_arg("efficientnet-lite1"),
+        common::model_arg("efficientnet-lite2"),
+    );
+    let data = common::sample_dir().display().to_string();
+    let stages = [
+        "--stage",
+        &l0,
+        "--stage",
+        &l1,
+        "--stage",
+        &l2,
+        "--threshold",
+        "0.8",
+        "--threshold",
+        "0.5",
+    ];
+    let limit = ["--data", &data, "--limit", "6"];
+    let mut args = vec!["bench", "--workers", "1", "--out", &out_s];
+    args.extend_from_slice(&stages);
+    args.extend_from_slice(&limit);
+    let table = String::from_utf8_lossy(&run(&args).stdout).into_owned();
+    assert!(
+        table.contains("cascade at max-prob >= 0.8 / 0.5"),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("bench.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["result"]["thresholds"], serde_json::json!([0.8, 0.5]));
+    let cascade = &json["result"]["configs"][3];
+    assert_eq!(cascade["name"], "cascade");
+
+    let mut args = vec!["eval", "--json"];
+    args.extend_from_slice(&stages);
+    args.extend_from_slice(&limit);
+    let eval: serde_json::Value = serde_json::from_slice(&run(&args).stdout).unwrap();
+    assert_eq!(eval["exit_shares"].as_array().unwrap().len(), 3);
+    assert_eq!(eval["exit_shares"], cascade["exit_shares"]);
+    assert_eq!(eval["top1"], cascade["top1"]);
+}
