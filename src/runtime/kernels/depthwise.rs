@@ -3,13 +3,17 @@
 //! `OptBinChain(Max+Min)` pass.
 //!
 //! For each block of four channels the filter's taps stay in vector registers while a row of
-//! output points is computed, a few points at a time: every input column the block loads feeds
+//! output points is computed, four points at a time: every input column the block loads feeds
 //! each of those points it reaches (with stride 1, a 3x3 filter loads 18 input vectors for four
 //! points, 36 multiply-adds, where tract loads 36 plus the 36 weights, 36 tap indices and 36
-//! offsets). The input is read where it lies: rows above and below the image read a shared row
-//! of zeros, and only output columns whose window crosses the left or right edge test their
-//! taps, so the interior of every row takes one branch-free path. Output rows are split across
-//! tract's executor, as tract splits its own depthwise channels.
+//! offsets; a 5x5 one 40 for 100). A step's loads address each column as one row register plus
+//! one column-offset register shared by all rows, so even a 5x5 filter's 25 taps, four sums
+//! and the clamp fit in the 32 vector registers with nothing spilled. The input is read where
+//! it lies: filter rows above or below the image are skipped (a path per count of them), and
+//! the output columns whose window crosses the left or right edge go in one step per edge that
+//! reads only the columns inside the image, so no step tests a tap. Output rows are split
+//! across tract's executor, as tract splits its own depthwise channels. The one depthwise
+//! convolution tract leaves channel-first runs on [`super::planar`].
 //!
 //! Substitution happens after `into_optimized`: the decluttered graph's `Conv` nodes give the
 //! geometry (kernel, stride, padding), which tract's `DepthWiseConv` does not expose, and each
@@ -48,11 +52,17 @@ pub(crate) struct Geometry {
     pub w: usize,
     pub oh: usize,
     pub ow: usize,
+    /// `[N, C, H, W]` rather than `[N, H, W, C]`: the layout tract left this convolution in
+    /// (channel-first ones run on [`super::planar`]).
+    pub channels_first: bool,
 }
 
 impl Geometry {
-    /// Whether the kernels below cover it.
+    /// Whether the kernels below (channel-last) or [`super::planar`] (channel-first) cover it.
     fn supported(&self) -> bool {
+        if self.channels_first {
+            return super::planar::covers(self);
+        }
         matches!(self.k, 3 | 5)
             && matches!(self.s, 1 | 2)
             && self.pad_top < self.k
@@ -113,6 +123,7 @@ fn conv_geometry(model: &TypedModel, node: &TypedNode, conv: &Conv) -> Option<Ge
         w: *w,
         oh: padding[0].convoluted,
         ow: padding[1].convoluted,
+        channels_first: !spec.data_format.c_is_last(),
     };
     g.supported().then_some(g)
 }
@@ -174,23 +185,26 @@ fn replacement(
     let (Some(xs), Some(os)) = (x_fact.shape.as_concrete(), out_fact.shape.as_concrete()) else {
         return Ok(Err("symbolic shapes".into()));
     };
-    // Channel-last, as tract lays depthwise convolutions out on aarch64: [N, H, W, C], or
-    // [H, W, C] once the batch axis is gone.
-    let (batch, h, w, c) = match *xs {
-        [n, h, w, c] => (Some(n), h, w, c),
-        [h, w, c] => (None, h, w, c),
+    // Channel-last, as tract lays most depthwise convolutions out on aarch64: [N, H, W, C],
+    // or [H, W, C] once the batch axis is gone; or channel-first, [N, C, H, W] or [C, H, W].
+    let (batch, h, w, c) = match (g.channels_first, xs) {
+        (false, &[n, h, w, c]) | (true, &[n, c, h, w]) => (Some(n), h, w, c),
+        (false, &[h, w, c]) | (true, &[c, h, w]) => (None, h, w, c),
         _ => return Ok(Err(format!("input shape {xs:?}"))),
     };
     let n = batch.unwrap_or(1);
-    let out_shape: TVec<usize> = match batch {
-        Some(n) => tvec!(n, g.oh, g.ow, c),
-        None => tvec!(g.oh, g.ow, c),
+    let mut out_shape: TVec<usize> = match g.channels_first {
+        false => tvec!(g.oh, g.ow, c),
+        true => tvec!(c, g.oh, g.ow),
     };
+    if let Some(n) = batch {
+        out_shape.insert(0, n);
+    }
     if x_fact.datum_type != f32::datum_type()
         || out_fact.datum_type != f32::datum_type()
         || (h, w) != (g.h, g.w)
         || os != &*out_shape
-        || c % 4 != 0
+        || (!g.channels_first && c % 4 != 0)
     {
         return Ok(Err(format!("input {xs:?}, output {os:?}, recorded {g:?}")));
     }
@@ -200,9 +214,14 @@ fn replacement(
     ) else {
         return Ok(Err("kernel or bias not constant".into()));
     };
-    // tract's channel-last kernel is [1, taps, C], tap-major (row by row), channel inner.
+    // tract's channel-last kernel is [1, taps, C], tap-major (row by row), channel inner; its
+    // channel-first one [C, 1, taps], channel by channel.
+    let channel_axis = match g.channels_first {
+        false => kernel.shape().last(),
+        true => kernel.shape().first(),
+    };
     if kernel.datum_type() != f32::datum_type()
-        || kernel.shape().last() != Some(&c)
+        || channel_axis != Some(&c)
         || kernel.len() != g.k * g.k * c
         || bias.datum_type() != f32::datum_type()
         || bias.len() != c
@@ -213,8 +232,11 @@ fn replacement(
             bias.shape()
         )));
     }
-    let weights: Arc<[f32]> =
-        pack_weights(g.k, c, kernel.try_as_plain_ram()?.as_slice::<f32>()?)?.into();
+    let kernel = kernel.try_as_plain_ram()?.as_slice::<f32>()?;
+    let weights: Arc<[f32]> = match g.channels_first {
+        false => pack_weights(g.k, c, kernel)?.into(),
+        true => kernel.into(),
+    };
     let bias: Arc<[f32]> = bias.try_as_plain_ram()?.as_slice::<f32>()?.into();
     let (clamp, last) = match following_clamp(model, node)? {
         Some((clamp, node)) => (Some(clamp), OutletId::new(node, 0)),
@@ -308,13 +330,16 @@ fn following_clamp(
 }
 
 /// The project's depthwise convolution with its clamp: input `[N, H, W, C]`, output
-/// `[N, OH, OW, C]`, the weights (packed by [`pack_weights`]) and the bias held by the operator.
+/// `[N, OH, OW, C]`, the weights (packed by [`pack_weights`]) and the bias held by the operator;
+/// or, for a channel-first geometry, `[N, C, H, W]` to `[N, C, OH, OW]` with tract's weights
+/// (`[C, taps]`) on [`super::planar`].
 #[derive(Debug, Clone)]
 pub(crate) struct DepthwiseClamp {
     g: Geometry,
     n: usize,
     c: usize,
-    /// `[N, OH, OW, C]`, or `[OH, OW, C]` when tract dropped the batch axis.
+    /// `[N, OH, OW, C]` (channel-first: `[N, C, OH, OW]`), without `N` when tract dropped the
+    /// batch axis.
     out_shape: TVec<usize>,
     weights: Arc<[f32]>,
     bias: Arc<[f32]>,
@@ -368,7 +393,11 @@ impl EvalOp for DepthwiseClamp {
         // SAFETY: `run` writes every element of the output (every channel of every output point
         // of every image) before it is read; f32 has no invalid bit patterns.
         let mut out = unsafe { Tensor::uninitialized::<f32>(&self.out_shape)? };
-        run(
+        let kernel = match g.channels_first {
+            false => run,
+            true => super::planar::run,
+        };
+        kernel(
             g,
             self.c,
             x.try_as_plain_ram()?.as_slice::<f32>()?,
@@ -452,7 +481,7 @@ pub(crate) fn run(
 }
 
 /// Four f32 lanes: NEON's `float32x4_t` on aarch64, plain arrays elsewhere.
-trait Lanes: Copy + Send + Sync {
+pub(super) trait Lanes: Copy + Send + Sync {
     /// # Safety
     /// `p` must be readable for four f32.
     unsafe fn load(p: *const f32) -> Self;
@@ -464,6 +493,21 @@ trait Lanes: Copy + Send + Sync {
     fn mul_add(self, a: Self, b: Self) -> Self;
     /// `min(max(self, lo), hi)`, per lane.
     fn clamp(self, lo: Self, hi: Self) -> Self;
+    /// `load(base + offset bytes)`, the address formed by the load instruction itself (base
+    /// plus offset register), so no address is kept per offset.
+    ///
+    /// # Safety
+    /// As [`Lanes::load`], at that address.
+    unsafe fn load_at(base: *const f32, offset: usize) -> Self;
+    /// `store(base + offset bytes)`, the address formed by the store.
+    ///
+    /// # Safety
+    /// As [`Lanes::store`], at that address.
+    unsafe fn store_at(self, base: *mut f32, offset: usize);
+    /// `[0, a0, a1, a2]`: the lanes moved up one, a zero shifted in at the bottom.
+    fn shift_in_low(self) -> Self;
+    /// `[a1, a2, a3, 0]`: the lanes moved down one, a zero shifted in at the top.
+    fn shift_in_high(self) -> Self;
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -493,12 +537,52 @@ impl Lanes for std::arch::aarch64::float32x4_t {
         // SAFETY: NEON is part of the aarch64 baseline.
         unsafe { std::arch::aarch64::vminq_f32(std::arch::aarch64::vmaxq_f32(self, lo), hi) }
     }
+    #[inline(always)]
+    unsafe fn load_at(base: *const f32, offset: usize) -> Self {
+        let v: Self;
+        // SAFETY: the caller guarantees four readable f32 at `base + offset` bytes; `ldr q` has
+        // no alignment need and reads nothing else.
+        unsafe {
+            std::arch::asm!(
+                "ldr {v:q}, [{base}, {offset}]",
+                v = out(vreg) v,
+                base = in(reg) base,
+                offset = in(reg) offset,
+                options(pure, readonly, nostack, preserves_flags),
+            );
+        }
+        v
+    }
+    #[inline(always)]
+    unsafe fn store_at(self, base: *mut f32, offset: usize) {
+        // SAFETY: the caller guarantees four writable f32 at `base + offset` bytes; `str q`
+        // has no alignment need and writes nothing else.
+        unsafe {
+            std::arch::asm!(
+                "str {v:q}, [{base}, {offset}]",
+                v = in(vreg) self,
+                base = in(reg) base,
+                offset = in(reg) offset,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+    #[inline(always)]
+    fn shift_in_low(self) -> Self {
+        // SAFETY: NEON is part of the aarch64 baseline.
+        unsafe { std::arch::aarch64::vextq_f32::<3>(std::arch::aarch64::vdupq_n_f32(0.0), self) }
+    }
+    #[inline(always)]
+    fn shift_in_high(self) -> Self {
+        // SAFETY: NEON is part of the aarch64 baseline.
+        unsafe { std::arch::aarch64::vextq_f32::<1>(self, std::arch::aarch64::vdupq_n_f32(0.0)) }
+    }
 }
 
 /// The portable lanes, for other architectures.
 #[derive(Clone, Copy)]
 #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
-struct Portable([f32; 4]);
+pub(super) struct Portable([f32; 4]);
 
 impl Lanes for Portable {
     #[inline(always)]
@@ -523,6 +607,26 @@ impl Lanes for Portable {
     #[inline(always)]
     fn clamp(self, lo: Self, hi: Self) -> Self {
         Portable(std::array::from_fn(|i| self.0[i].max(lo.0[i]).min(hi.0[i])))
+    }
+    #[inline(always)]
+    unsafe fn load_at(base: *const f32, offset: usize) -> Self {
+        // SAFETY: the caller's (`base` itself may lie outside the buffer).
+        unsafe { Self::load(base.wrapping_byte_add(offset)) }
+    }
+    #[inline(always)]
+    unsafe fn store_at(self, base: *mut f32, offset: usize) {
+        // SAFETY: the caller's.
+        unsafe { self.store(base.wrapping_byte_add(offset)) }
+    }
+    #[inline(always)]
+    fn shift_in_low(self) -> Self {
+        let a = self.0;
+        Portable([0.0, a[0], a[1], a[2]])
+    }
+    #[inline(always)]
+    fn shift_in_high(self) -> Self {
+        let a = self.0;
+        Portable([a[1], a[2], a[3], 0.0])
     }
 }
 
@@ -556,12 +660,12 @@ fn image<V: Lanes>(
             match (g.k, g.s, clamp) {
                 (3, 1, Some((lo, hi))) => band.run::<V, 3, 1, 4, true>(out, lo, hi),
                 (3, 2, Some((lo, hi))) => band.run::<V, 3, 2, 4, true>(out, lo, hi),
-                (5, 1, Some((lo, hi))) => band.run::<V, 5, 1, 2, true>(out, lo, hi),
-                (5, 2, Some((lo, hi))) => band.run::<V, 5, 2, 2, true>(out, lo, hi),
+                (5, 1, Some((lo, hi))) => band.run::<V, 5, 1, 4, true>(out, lo, hi),
+                (5, 2, Some((lo, hi))) => band.run::<V, 5, 2, 4, true>(out, lo, hi),
                 (3, 1, None) => band.run::<V, 3, 1, 4, false>(out, 0.0, 0.0),
                 (3, 2, None) => band.run::<V, 3, 2, 4, false>(out, 0.0, 0.0),
-                (5, 1, None) => band.run::<V, 5, 1, 2, false>(out, 0.0, 0.0),
-                (5, 2, None) => band.run::<V, 5, 2, 2, false>(out, 0.0, 0.0),
+                (5, 1, None) => band.run::<V, 5, 1, 4, false>(out, 0.0, 0.0),
+                (5, 2, None) => band.run::<V, 5, 2, 4, false>(out, 0.0, 0.0),
                 _ => bail!("unsupported depthwise geometry {g:?}"),
             }
         }
@@ -581,11 +685,12 @@ struct Band<'a> {
 }
 
 impl Band<'_> {
-    /// Reads the input where it lies (`[H, W, C]`): an input row above or below the image is
-    /// a shared row of zeros, so every output row takes the same path, and only the output
-    /// columns whose window crosses the left or right edge check their taps. For each output
-    /// row and block of four channels, the block's taps are loaded into registers once and
-    /// serve the whole row.
+    /// Reads the input where it lies (`[H, W, C]`). Filter rows above or below the image are
+    /// skipped (for the usual one or two, by a path specialized for them; otherwise they read
+    /// a shared row of zeros), and the output columns whose window crosses the left or right
+    /// edge go in one step per edge that loads only the columns inside the image. For each
+    /// output row and block of four channels, the block's taps are loaded into registers once
+    /// and serve the whole row.
     ///
     /// # Safety
     /// `out` must be writable for the image's `g.oh * g.ow * c` outputs; `input`, `packed` and
@@ -599,18 +704,22 @@ impl Band<'_> {
         hi: f32,
     ) {
         let (g, c) = (self.g, self.c);
-        let (lo, hi) = (V::splat(lo), V::splat(hi));
-        // Output columns whose whole window is inside the image: `inner.0..inner.1`.
-        let first = g.pad_left.div_ceil(S).min(g.ow);
-        let end = match (g.w + g.pad_left).checked_sub(K) {
-            Some(span) => (span / S + 1).min(g.ow),
-            None => 0,
-        };
-        let inner = (first, end.max(first));
+        let columns = Columns::new(g);
         // A row of zeros stands for the padding rows, when this band reads any.
         let reads_padding = self.oy0 * S < g.pad_top || (self.oy1 - 1) * S + K > g.h + g.pad_top;
         let zeros = zeros(if reads_padding { g.w * c } else { 0 });
         let x = self.input.as_ptr();
+        let row = Row {
+            band: self,
+            columns: &columns,
+            // Byte offsets of a step's columns from its first, and of its points' outputs from
+            // the first's: one register each, used by every row. Hidden from the optimizer,
+            // which otherwise keeps an address per row and column (30 for a 5x5 filter two
+            // points at a time) and spills them.
+            offsets: std::array::from_fn(|col| opaque(col * c * 4)),
+            lo: V::splat(lo),
+            hi: V::splat(hi),
+        };
         for oy in self.oy0..self.oy1 {
             let rows: [*const f32; K] = std::array::from_fn(|ky| {
                 match (oy * S + ky).checked_sub(g.pad_top) {
@@ -620,37 +729,121 @@ impl Band<'_> {
                 }
             });
             // SAFETY: output row `oy < oh`.
-            let out_row = unsafe { out.add(oy * g.ow * c) };
-            for cb in 0..c / 4 {
-                // SAFETY: block `cb` of the packed weights: K * K taps of 4 from `cb * K * K * 4`;
-                // `cb * 4 + 4 <= c == bias.len()`; rows and output are `w` and `ow` points of
-                // `c` channels, of which this block reads and writes `cb * 4 .. cb * 4 + 4`.
-                unsafe {
-                    let wb = self.packed.as_ptr().add(cb * K * K * 4);
-                    let w: [[V; K]; K] = std::array::from_fn(|ky| {
+            let out = unsafe { out.add(oy * g.ow * c) };
+            // Filter rows above and below the image.
+            let top = g.pad_top.saturating_sub(oy * S);
+            let bottom = (oy * S + K).saturating_sub(g.pad_top + g.h);
+            // SAFETY: the rows are image rows or zeros, `w * c` long; the output row `ow * c`.
+            unsafe {
+                match (top, bottom) {
+                    (0, 0) => row.run::<K, S, N, CLAMP, 0, 0>(&rows, out),
+                    (1, 0) => row.run::<K, S, N, CLAMP, 1, 0>(&rows, out),
+                    (2, 0) => row.run::<K, S, N, CLAMP, 2, 0>(&rows, out),
+                    (0, 1) => row.run::<K, S, N, CLAMP, 0, 1>(&rows, out),
+                    (0, 2) => row.run::<K, S, N, CLAMP, 0, 2>(&rows, out),
+                    // Padding rows read as zeros (small images).
+                    _ => row.run::<K, S, N, CLAMP, 0, 0>(&rows, out),
+                }
+            }
+        }
+    }
+}
+
+/// How an output row's columns split, from the geometry: `inner.0 .. inner.1` have windows
+/// inside the image; those before cross the left edge, those after the right one.
+struct Columns {
+    inner: (usize, usize),
+    pad_left: usize,
+    w: usize,
+    ow: usize,
+    /// The points before `inner.0` can go in one step: their window crosses only the left
+    /// edge.
+    left_step: bool,
+    /// How many columns of the window of the points after `inner.1` lie beyond the right edge,
+    /// when they can go in one step (their window starts inside the image).
+    right_step: Option<usize>,
+}
+
+impl Columns {
+    fn new(g: &Geometry) -> Columns {
+        let (k, s) = (g.k, g.s);
+        let first = g.pad_left.div_ceil(s).min(g.ow);
+        let end = match (g.w + g.pad_left).checked_sub(k) {
+            Some(span) => (span / s + 1).min(g.ow),
+            None => 0,
+        };
+        let inner = (first, end.max(first));
+        let left_step = first > 0 && (first - 1) * s + k <= g.w + g.pad_left;
+        let right_step = (inner.1 < g.ow && inner.1 * s >= g.pad_left)
+            .then(|| ((g.ow - 1) * s + k).saturating_sub(g.pad_left + g.w));
+        Columns {
+            inner,
+            pad_left: g.pad_left,
+            w: g.w,
+            ow: g.ow,
+            left_step,
+            right_step,
+        }
+    }
+}
+
+/// What every output row of a band shares: the column split, the step offsets and the clamp.
+struct Row<'a, V> {
+    band: &'a Band<'a>,
+    columns: &'a Columns,
+    offsets: [usize; MAX_COLUMNS],
+    lo: V,
+    hi: V,
+}
+
+impl<V: Lanes> Row<'_, V> {
+    /// One output row, block by block of four channels, with filter rows `TOP .. K - BOTTOM`
+    /// (the others are above or below the image).
+    ///
+    /// # Safety
+    /// As [`Band::run`]; `rows` are the filter rows' input rows (image rows or zeros, `w * c`
+    /// long), `out` the output row, `ow * c` long.
+    #[inline(always)]
+    unsafe fn run<
+        const K: usize,
+        const S: usize,
+        const N: usize,
+        const CLAMP: bool,
+        const TOP: usize,
+        const BOTTOM: usize,
+    >(
+        &self,
+        rows: &[*const f32; K],
+        out: *mut f32,
+    ) {
+        let (band, cols) = (self.band, self.columns);
+        let c = band.c;
+        for cb in 0..c / 4 {
+            // SAFETY: block `cb` of the packed weights: K * K taps of 4 from `cb * K * K * 4`;
+            // `cb * 4 + 4 <= c == bias.len()`; rows and output are `w` and `ow` points of `c`
+            // channels, of which this block reads and writes `cb * 4 .. cb * 4 + 4`.
+            unsafe {
+                let wb = band.packed.as_ptr().add(cb * K * K * 4);
+                let block = Block::<V, K, TOP, BOTTOM> {
+                    rows: rows.map(|r| r.add(cb * 4)),
+                    c,
+                    w: std::array::from_fn(|ky| {
                         std::array::from_fn(|kx| V::load(wb.add((ky * K + kx) * 4)))
-                    });
-                    let b = V::load(self.bias.as_ptr().add(cb * 4));
-                    let rows = rows.map(|r| r.add(cb * 4));
-                    let out = out_row.add(cb * 4);
-                    let block = Block::<V, K> {
-                        rows,
-                        c,
-                        w,
-                        b,
-                        lo,
-                        hi,
-                    };
-                    for ox in (0..inner.0).chain(inner.1..g.ow) {
-                        block.edge::<S, CLAMP>(ox, g.pad_left, g.w, out.add(ox * c));
-                    }
-                    if inner.1 > inner.0 {
-                        block.inner::<S, N, CLAMP>(
-                            inner.0 * S - g.pad_left,
-                            out.add(inner.0 * c),
-                            inner.1 - inner.0,
-                        );
-                    }
+                    }),
+                    b: V::load(band.bias.as_ptr().add(cb * 4)),
+                    lo: self.lo,
+                    hi: self.hi,
+                };
+                let out = out.add(cb * 4);
+                block.left::<S, CLAMP>(cols, &self.offsets, out);
+                block.right::<S, CLAMP>(cols, &self.offsets, out);
+                if cols.inner.1 > cols.inner.0 {
+                    block.inner::<S, N, CLAMP>(
+                        cols.inner.0 * S - cols.pad_left,
+                        &self.offsets,
+                        out.add(cols.inner.0 * c),
+                        cols.inner.1 - cols.inner.0,
+                    );
                 }
             }
         }
@@ -665,7 +858,7 @@ const SHARED_ZEROS: usize = 1 << 16;
 /// enough, else a fresh allocation. Padding rows are read often and are short, and a zeroed
 /// allocation per call is not free: musl's `calloc` scans the memory it returns (the operator's
 /// first version lost 27 M instructions per Lite0 inference there).
-fn zeros(len: usize) -> std::borrow::Cow<'static, [f32]> {
+pub(super) fn zeros(len: usize) -> std::borrow::Cow<'static, [f32]> {
     static SHARED: std::sync::OnceLock<Box<[f32]>> = std::sync::OnceLock::new();
     if len <= SHARED_ZEROS {
         std::borrow::Cow::Borrowed(&SHARED.get_or_init(|| vec![0f32; SHARED_ZEROS].into())[..len])
@@ -675,8 +868,9 @@ fn zeros(len: usize) -> std::borrow::Cow<'static, [f32]> {
 }
 
 /// One output row's block of four channels: the filter rows' input rows (offset to the
-/// block's channels), the taps and bias in registers, and the clamp.
-struct Block<V, const K: usize> {
+/// block's channels), the taps and bias in registers, and the clamp. Filter rows
+/// `TOP .. K - BOTTOM` are read; the others lie above or below the image.
+struct Block<V, const K: usize, const TOP: usize, const BOTTOM: usize> {
     rows: [*const f32; K],
     c: usize,
     w: [[V; K]; K],
@@ -685,7 +879,7 @@ struct Block<V, const K: usize> {
     hi: V,
 }
 
-impl<V: Lanes, const K: usize> Block<V, K> {
+impl<V: Lanes, const K: usize, const TOP: usize, const BOTTOM: usize> Block<V, K, TOP, BOTTOM> {
     #[inline(always)]
     fn finish<const CLAMP: bool>(&self, acc: V) -> V {
         if CLAMP {
@@ -695,71 +889,123 @@ impl<V: Lanes, const K: usize> Block<V, K> {
         }
     }
 
-    /// Output column `ox`, whose window crosses the image's left or right edge: taps outside
-    /// the image are skipped. The usual cases (up to two taps off either side, as 3x3 and 5x5
-    /// padding gives) take a path specialized for them, with no test per tap.
+    /// The rows moved by `cols` columns (negative: left of the image, never read there).
+    #[inline(always)]
+    fn shifted(&self, cols: isize) -> [*const f32; K] {
+        self.rows.map(|r| r.wrapping_offset(cols * self.c as isize))
+    }
+
+    /// The output points before `cols.inner.0`, whose window crosses the left edge: in one
+    /// step that reads only the columns inside the image for the usual cases (one or two
+    /// points, one or two columns of padding), else point by point.
     ///
     /// # Safety
-    /// Every row must be readable at `ix * c .. ix * c + 4` for `ix < width`, and `out`
-    /// writable for four f32.
+    /// Every row must be readable at `ix * c .. ix * c + 4` for `ix < w`, and `out` writable at
+    /// `j * c .. j * c + 4` for `j < ow`; `offsets[i]` must be `i * c * 4`.
     #[inline(always)]
+    unsafe fn left<const S: usize, const CLAMP: bool>(
+        &self,
+        cols: &Columns,
+        offsets: &[usize; MAX_COLUMNS],
+        out: *mut f32,
+    ) {
+        // The step's window starts `pad_left` columns left of the image.
+        let rows = self.shifted(-(cols.pad_left as isize));
+        // SAFETY: the step's points are `0 .. inner.0`; its window's columns from `pad_left` on
+        // are inside the image (`left_step`).
+        unsafe {
+            match (cols.inner.0, cols.pad_left, cols.left_step) {
+                (0, _, _) => {}
+                (1, 1, true) => self.step::<S, 1, CLAMP, 1, 0>(&rows, offsets, out),
+                (1, 2, true) => self.step::<S, 1, CLAMP, 2, 0>(&rows, offsets, out),
+                (2, 2, true) => self.step::<S, 2, CLAMP, 2, 0>(&rows, offsets, out),
+                _ => {
+                    for ox in 0..cols.inner.0 {
+                        self.edge::<S, CLAMP>(ox, cols, offsets, out.add(ox * self.c));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The output points from `cols.inner.1` on, whose window crosses the right edge: as
+    /// [`Block::left`].
+    ///
+    /// # Safety
+    /// As [`Block::left`].
+    #[inline(always)]
+    unsafe fn right<const S: usize, const CLAMP: bool>(
+        &self,
+        cols: &Columns,
+        offsets: &[usize; MAX_COLUMNS],
+        out: *mut f32,
+    ) {
+        let first = cols.inner.1;
+        let x0 = (first * S) as isize - cols.pad_left as isize;
+        let rows = self.shifted(x0);
+        // SAFETY: the step's points are `inner.1 .. ow`, its window starts at column `x0 >= 0`
+        // and all but its last `skip` columns are inside the image (`right_step`).
+        unsafe {
+            let out_first = out.add(first * self.c);
+            match (cols.ow - first, cols.right_step) {
+                (0, _) => {}
+                (1, Some(1)) => self.step::<S, 1, CLAMP, 0, 1>(&rows, offsets, out_first),
+                (1, Some(2)) => self.step::<S, 1, CLAMP, 0, 2>(&rows, offsets, out_first),
+                (2, Some(2)) => self.step::<S, 2, CLAMP, 0, 2>(&rows, offsets, out_first),
+                _ => {
+                    for ox in first..cols.ow {
+                        self.edge::<S, CLAMP>(ox, cols, offsets, out.add(ox * self.c));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Output column `ox`, whose window crosses the image's left or right edge: taps outside
+    /// the image are skipped. The usual cases (up to two taps off either side, as 3x3 and 5x5
+    /// padding gives) take a step specialized for them, with no test per tap.
+    ///
+    /// # Safety
+    /// As [`Block::left`], with `out` writable for four f32.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
     unsafe fn edge<const S: usize, const CLAMP: bool>(
         &self,
         ox: usize,
-        pad_left: usize,
-        width: usize,
+        cols: &Columns,
+        offsets: &[usize; MAX_COLUMNS],
         out: *mut f32,
     ) {
         let start = ox * S;
         // Taps off the left edge, and off the right one.
-        let left = pad_left.saturating_sub(start);
-        let right = (start + K).saturating_sub(pad_left + width);
+        let left = cols.pad_left.saturating_sub(start);
+        let right = (start + K).saturating_sub(cols.pad_left + cols.w);
+        let rows = self.shifted(start as isize - cols.pad_left as isize);
         if left + right < K {
             // SAFETY: the window's taps `left .. K - right` are columns inside the image.
             unsafe {
-                let x0 = start + left - pad_left;
                 match (left, right) {
-                    (1, 0) => return self.span::<1, 0, CLAMP>(x0, out),
-                    (2, 0) => return self.span::<2, 0, CLAMP>(x0, out),
-                    (0, 1) => return self.span::<0, 1, CLAMP>(x0, out),
-                    (0, 2) => return self.span::<0, 2, CLAMP>(x0, out),
-                    (1, 1) => return self.span::<1, 1, CLAMP>(x0, out),
-                    (2, 2) => return self.span::<2, 2, CLAMP>(x0, out),
+                    (1, 0) => return self.step::<S, 1, CLAMP, 1, 0>(&rows, offsets, out),
+                    (2, 0) => return self.step::<S, 1, CLAMP, 2, 0>(&rows, offsets, out),
+                    (0, 1) => return self.step::<S, 1, CLAMP, 0, 1>(&rows, offsets, out),
+                    (0, 2) => return self.step::<S, 1, CLAMP, 0, 2>(&rows, offsets, out),
+                    (1, 1) => return self.step::<S, 1, CLAMP, 1, 1>(&rows, offsets, out),
+                    (2, 2) => return self.step::<S, 1, CLAMP, 2, 2>(&rows, offsets, out),
                     _ => {}
                 }
             }
         }
         let mut acc = self.b;
-        for (r, w) in self.rows.iter().zip(&self.w) {
-            for (kx, wv) in w.iter().enumerate() {
-                if let Some(ix) = (start + kx).checked_sub(pad_left).filter(|&ix| ix < width) {
-                    // SAFETY: column `ix < width` of this row.
-                    acc = acc.mul_add(unsafe { V::load(r.add(ix * self.c)) }, *wv);
+        for ky in TOP..K - BOTTOM {
+            for kx in 0..K {
+                if let Some(ix) = (start + kx)
+                    .checked_sub(cols.pad_left)
+                    .filter(|&ix| ix < cols.w)
+                {
+                    // SAFETY: column `ix < w` of this row.
+                    let x = unsafe { V::load(self.rows[ky].add(ix * self.c)) };
+                    acc = acc.mul_add(x, self.w[ky][kx]);
                 }
-            }
-        }
-        // SAFETY: the caller's.
-        unsafe { self.finish::<CLAMP>(acc).store(out) };
-    }
-
-    /// One output point from taps `L .. K - R` of each filter row, tap `L` at input column
-    /// `x0`.
-    ///
-    /// # Safety
-    /// Every row must be readable at `(x0 + j) * c .. (x0 + j) * c + 4` for `j < K - R - L`,
-    /// and `out` writable for four f32.
-    #[inline(always)]
-    unsafe fn span<const L: usize, const R: usize, const CLAMP: bool>(
-        &self,
-        x0: usize,
-        out: *mut f32,
-    ) {
-        let c = self.c;
-        let mut acc = self.b;
-        for (r, w) in self.rows.iter().zip(&self.w) {
-            for (j, wv) in w[L..K - R].iter().enumerate() {
-                // SAFETY: column `x0 + j` of this row, inside the image (the caller's).
-                acc = acc.mul_add(unsafe { V::load(r.add((x0 + j) * c)) }, *wv);
             }
         }
         // SAFETY: the caller's.
@@ -767,64 +1013,129 @@ impl<V: Lanes, const K: usize> Block<V, K> {
     }
 
     /// `count` output columns whose windows are inside the image, the first one's starting at
-    /// input column `x0`, `N` points at a time: each input column of the points' window is
-    /// loaded once and feeds every point whose filter covers it.
+    /// input column `x0`, `N` points at a time (the last few in one shorter step): each input
+    /// column of a step's window is loaded once and feeds every point whose filter covers it.
     ///
     /// # Safety
     /// Every row must be readable at `ix * c .. ix * c + 4` for `ix` up to
-    /// `x0 + (count - 1) * S + K - 1`, and `out` writable at `j * c .. j * c + 4` for `j` below
-    /// `count`.
+    /// `x0 + (count - 1) * S + K - 1`, `out` writable at `j * c .. j * c + 4` for `j` below
+    /// `count`, and `offsets[i]` be `i * c * 4`.
     #[inline(always)]
     unsafe fn inner<const S: usize, const N: usize, const CLAMP: bool>(
         &self,
         x0: usize,
+        offsets: &[usize; MAX_COLUMNS],
         mut out: *mut f32,
         count: usize,
     ) {
         let c = self.c;
         let mut rows = self.rows.map(|r| r.wrapping_add(x0 * c));
         let mut left = count;
-        while left >= N {
-            let mut acc = [self.b; N];
-            for (r, w) in rows.iter().zip(&self.w) {
-                for col in 0..(N - 1) * S + K {
-                    // SAFETY: column `col` from this step's first, inside the window.
-                    let x = unsafe { V::load(r.add(col * c)) };
-                    for (j, a) in acc.iter_mut().enumerate() {
-                        let kx = col.wrapping_sub(j * S);
-                        if kx < K {
-                            *a = a.mul_add(x, w[kx]);
-                        }
+        // SAFETY (every step): its points are below `count` (the caller's bounds).
+        unsafe {
+            while left >= N {
+                self.step::<S, N, CLAMP, 0, 0>(&rows, offsets, out);
+                (rows, out) = Self::advance::<S>(rows, out, N, c);
+                left -= N;
+            }
+            if N > 3 && left >= 3 {
+                self.step::<S, 3, CLAMP, 0, 0>(&rows, offsets, out);
+                (rows, out) = Self::advance::<S>(rows, out, 3, c);
+                left -= 3;
+            }
+            if N > 2 && left >= 2 {
+                self.step::<S, 2, CLAMP, 0, 0>(&rows, offsets, out);
+                (rows, out) = Self::advance::<S>(rows, out, 2, c);
+                left -= 2;
+            }
+            while left > 0 {
+                self.step::<S, 1, CLAMP, 0, 0>(&rows, offsets, out);
+                (rows, out) = Self::advance::<S>(rows, out, 1, c);
+                left -= 1;
+            }
+        }
+    }
+
+    /// The rows and output moved on by `points` output points.
+    #[inline(always)]
+    fn advance<const S: usize>(
+        rows: [*const f32; K],
+        out: *mut f32,
+        points: usize,
+        c: usize,
+    ) -> ([*const f32; K], *mut f32) {
+        (
+            rows.map(|r| r.wrapping_add(points * S * c)),
+            out.wrapping_add(points * c),
+        )
+    }
+
+    /// `M` adjacent output points, the first one's window starting at `rows` (its column 0),
+    /// into `out` (the first point's output). The window's first `SKIP_L` and last `SKIP_R`
+    /// columns lie outside the image: they are neither read nor multiplied.
+    ///
+    /// # Safety
+    /// Every row must be readable at `ix * c .. ix * c + 4` for `SKIP_L <= ix < (M - 1) * S +
+    /// K - SKIP_R`, `out` writable at `j * c .. j * c + 4` for `j < M`, and `offsets[i]` be
+    /// `i * c * 4`.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn step<
+        const S: usize,
+        const M: usize,
+        const CLAMP: bool,
+        const SKIP_L: usize,
+        const SKIP_R: usize,
+    >(
+        &self,
+        rows: &[*const f32; K],
+        offsets: &[usize; MAX_COLUMNS],
+        out: *mut f32,
+    ) {
+        // Index loops over constant ranges: the optimizer unrolls them whole, so every tap
+        // stays in a register (an iterator chain with `skip` was left as a loop, which put the
+        // taps in memory and reloaded one per multiply-add).
+        let mut acc = [self.b; M];
+        for ky in TOP..K - BOTTOM {
+            let (r, w) = (rows[ky], &self.w[ky]);
+            for col in SKIP_L..(M - 1) * S + K - SKIP_R {
+                // SAFETY: a column of this step's window inside the image (the caller's).
+                let x = unsafe { V::load_at(r, offsets[col]) };
+                for j in 0..M {
+                    let kx = col.wrapping_sub(j * S);
+                    if kx < K {
+                        acc[j] = acc[j].mul_add(x, w[kx]);
                     }
                 }
             }
-            for (j, a) in acc.iter().enumerate() {
-                // SAFETY: point `j` of this step is below `count`.
-                unsafe { self.finish::<CLAMP>(*a).store(out.add(j * c)) };
-            }
-            for r in rows.iter_mut() {
-                *r = r.wrapping_add(N * S * c);
-            }
-            out = out.wrapping_add(N * c);
-            left -= N;
         }
-        while left > 0 {
-            let mut acc = self.b;
-            for (r, w) in rows.iter().zip(&self.w) {
-                for (kx, wv) in w.iter().enumerate() {
-                    // SAFETY: column `kx` from this point's first, inside the window.
-                    acc = acc.mul_add(unsafe { V::load(r.add(kx * c)) }, *wv);
-                }
-            }
-            // SAFETY: this point is below `count`.
-            unsafe { self.finish::<CLAMP>(acc).store(out) };
-            for r in rows.iter_mut() {
-                *r = r.wrapping_add(S * c);
-            }
-            out = out.wrapping_add(c);
-            left -= 1;
+        for j in 0..M {
+            // SAFETY: one of this step's points (the caller's).
+            unsafe { self.finish::<CLAMP>(acc[j]).store_at(out, offsets[j]) };
         }
     }
+}
+
+/// Most columns one step of [`Block::inner`] reads: four points of a 5x5 filter at stride 2.
+const MAX_COLUMNS: usize = 11;
+
+/// `x`, through an empty `asm!` on aarch64, so that the optimizer keeps the value in a register
+/// rather than folding it into the addresses derived from it.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+fn opaque(mut x: usize) -> usize {
+    // SAFETY: an empty instruction sequence that leaves its register as it was.
+    unsafe {
+        std::arch::asm!("/* {0} */", inout(reg) x, options(pure, nomem, nostack, preserves_flags));
+    }
+    x
+}
+
+/// `x` (elsewhere the portable lanes take their addresses as they come).
+#[cfg(not(target_arch = "aarch64"))]
+#[inline(always)]
+fn opaque(x: usize) -> usize {
+    x
 }
 
 #[cfg(test)]
@@ -886,6 +1197,7 @@ mod tests {
             w,
             oh: (h + pt + pb - k) / s + 1,
             ow: (w + pl + pr - k) / s + 1,
+            channels_first: false,
         }
     }
 
@@ -970,8 +1282,10 @@ mod tests {
         });
     }
 
-    /// tract's own `DepthWiseConv` + ReLU6 against the substituted graph, on the same input.
-    fn against_tract(h: usize, w: usize, c: usize, k: usize, s: usize) {
+    /// tract's own `DepthWiseConv` + ReLU6 against the substituted graph, on the same input,
+    /// channel-last (NHWC) or, straight behind the model's input as EfficientNet's first one
+    /// is behind the stem, where tract keeps it, channel-first (NCHW).
+    fn against_tract(h: usize, w: usize, c: usize, k: usize, s: usize, nchw: bool) {
         use tract_onnx::tract_core::ops::cnn::{KernelFormat, PaddingSpec, PoolSpec};
         use tract_onnx::tract_core::ops::nn::DataFormat;
         let x: Vec<f32> = (0..h * w * c)
@@ -981,14 +1295,19 @@ mod tests {
             .map(|i| (i as f32 * 0.191).cos() * 0.6)
             .collect();
         let bias: Vec<f32> = (0..c).map(|i| i as f32 * 0.03 - 0.4).collect();
+        let shape = if nchw { [1, c, h, w] } else { [1, h, w, c] };
         let mut model = TypedModel::default();
-        let xv = model.add_source("x", f32::fact([1, h, w, c])).unwrap();
+        let xv = model.add_source("x", f32::fact(shape)).unwrap();
         let kv = model
             .add_const("k", tensor1(&kernel).into_shape(&[c, 1, k, k]).unwrap())
             .unwrap();
         let bv = model.add_const("b", tensor1(&bias)).unwrap();
         let pool_spec = PoolSpec {
-            data_format: DataFormat::NHWC,
+            data_format: if nchw {
+                DataFormat::NCHW
+            } else {
+                DataFormat::NHWC
+            },
             kernel_shape: tvec!(k, k),
             padding: PaddingSpec::SameUpper,
             dilations: None,
@@ -1024,6 +1343,10 @@ mod tests {
         let typed = model.into_decluttered().unwrap();
         let convs = record(&typed);
         assert_eq!(convs.len(), 1, "{convs:?}");
+        assert!(
+            convs.values().all(|g| g.channels_first == nchw),
+            "{convs:?}"
+        );
         let tract_plan = typed
             .clone()
             .into_optimized()
@@ -1048,7 +1371,7 @@ mod tests {
             "{names:?}"
         );
         let ours = ours.into_runnable().unwrap();
-        let input = tensor1(&x).into_shape(&[1, h, w, c]).unwrap();
+        let input = tensor1(&x).into_shape(&shape).unwrap();
         let want = tract_plan.run(tvec!(input.clone().into_tvalue())).unwrap();
         let got = ours.run(tvec!(input.into_tvalue())).unwrap();
         let (want, got) = (
@@ -1072,11 +1395,64 @@ mod tests {
         assert!(worst <= 1e-5, "k={k} s={s} {h}x{w}x{c}: max |diff| {worst}");
     }
 
+    /// EfficientNet-Lite0's depthwise convolutions in order (input side, channels, kernel,
+    /// stride, padding before and after), the first channel-first and the others channel-last.
+    const LITE0: [(usize, usize, usize, usize, usize, usize); 12] = [
+        (112, 32, 3, 1, 1, 1),
+        (112, 96, 3, 2, 0, 1),
+        (56, 144, 3, 1, 1, 1),
+        (56, 144, 5, 2, 1, 2),
+        (28, 240, 5, 1, 2, 2),
+        (28, 240, 3, 2, 0, 1),
+        (14, 480, 3, 1, 1, 1),
+        (14, 480, 5, 1, 2, 2),
+        (14, 672, 5, 1, 2, 2),
+        (14, 672, 5, 2, 1, 2),
+        (7, 1152, 5, 1, 2, 2),
+        (7, 1152, 3, 1, 1, 1),
+    ];
+
+    /// One of [`LITE0`]'s convolutions (index `CASCADE_DW_LAYER`) run `CASCADE_DW_REPS` times,
+    /// with ReLU6: a workload for per-layer instruction counts, taken as the difference of two
+    /// runs at different repetitions under `qemu-aarch64 -cpu cortex-a72` with the counting
+    /// plugin (`--ignored --exact --test-threads 1`).
+    #[test]
+    #[ignore = "a workload for instruction counting, not a check"]
+    fn lite0_layer_workload() {
+        let var = |name: &str| -> usize {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let (side, c, k, s, before, after) = LITE0[var("CASCADE_DW_LAYER")];
+        let mut g = geometry(side, side, k, s, (before, after, before, after));
+        g.channels_first = var("CASCADE_DW_LAYER") == 0;
+        let x: Vec<f32> = (0..side * side * c).map(|i| (i % 7) as f32 - 3.0).collect();
+        let w: Vec<f32> = (0..k * k * c).map(|i| (i % 5) as f32 * 0.1).collect();
+        let b = vec![0.5f32; c];
+        let weights = match g.channels_first {
+            true => w,
+            false => pack_weights(k, c, &w).unwrap(),
+        };
+        let kernel = match g.channels_first {
+            true => super::super::planar::run,
+            false => run,
+        };
+        let mut y = vec![0f32; g.oh * g.ow * c];
+        for _ in 0..var("CASCADE_DW_REPS") {
+            kernel(&g, c, &x, &weights, &b, Some((0.0, 6.0)), &mut y).unwrap();
+        }
+        assert!(y.iter().all(|v| (0.0..=6.0).contains(v)));
+    }
+
     #[test]
     fn matches_tracts_depthwise_and_relu6() {
-        against_tract(12, 12, 16, 3, 1);
-        against_tract(13, 12, 24, 3, 2);
-        against_tract(9, 9, 32, 5, 1);
-        against_tract(14, 14, 20, 5, 2);
+        against_tract(12, 12, 16, 3, 1, false);
+        against_tract(13, 12, 24, 3, 2, false);
+        against_tract(9, 9, 32, 5, 1, false);
+        against_tract(14, 14, 20, 5, 2, false);
+        against_tract(12, 12, 16, 3, 1, true);
+        against_tract(9, 11, 6, 3, 1, true);
     }
 }

@@ -28,6 +28,12 @@ pub(crate) struct Kernel {
     pub per_k: f64,
     /// Instructions per tile outside the inner loop, tract's tile driver included.
     pub per_tile: f64,
+    /// Instructions more per partial tile (the last row or column of tiles when `m` or `n` is
+    /// not a multiple of the tile): tract-linalg computes it into a scratch tile
+    /// (`for_border_tile`) and copies the valid part out (`set_from_tile`). Fitted like
+    /// `per_tile`: those two functions' per-inference count over the partial tiles of Lite0
+    /// with every product on that kernel.
+    pub per_border: f64,
 }
 
 /// The four f32 tiles tract-linalg builds for every aarch64 core.
@@ -38,6 +44,7 @@ pub(crate) const KERNELS: [Kernel; 4] = [
         nr: 8,
         per_k: 18.75,
         per_tile: 412.0,
+        per_border: 404.0,
     },
     Kernel {
         name: "arm64simd_mmm_f32_12x8_gen",
@@ -45,6 +52,7 @@ pub(crate) const KERNELS: [Kernel; 4] = [
         nr: 8,
         per_k: 26.75,
         per_tile: 462.0,
+        per_border: 610.0,
     },
     Kernel {
         name: "arm64simd_mmm_f32_16x4_gen",
@@ -52,6 +60,7 @@ pub(crate) const KERNELS: [Kernel; 4] = [
         nr: 4,
         per_k: 18.75,
         per_tile: 404.0,
+        per_border: 483.0,
     },
     Kernel {
         name: "arm64simd_mmm_f32_24x4_gen",
@@ -59,14 +68,18 @@ pub(crate) const KERNELS: [Kernel; 4] = [
         nr: 4,
         per_k: 27.75,
         per_tile: 448.0,
+        per_border: 524.0,
     },
 ];
 
 impl Kernel {
     /// Estimated instructions for an `m x k x n` product.
     pub(crate) fn cost(&self, m: usize, k: usize, n: usize) -> f64 {
-        let tiles = m.div_ceil(self.mr) * n.div_ceil(self.nr);
-        tiles as f64 * (self.per_tile + self.per_k * k as f64)
+        let (rows, cols) = (m.div_ceil(self.mr), n.div_ceil(self.nr));
+        // Tiles not wholly inside the product: the partial row and column of them.
+        let border = rows * cols - (m / self.mr) * (n / self.nr);
+        (rows * cols) as f64 * (self.per_tile + self.per_k * k as f64)
+            + border as f64 * self.per_border
     }
 }
 
@@ -182,8 +195,25 @@ mod tests {
         assert_eq!(tile(1152, 192, 49), "24x4");
         assert!(["8x8", "16x4"].contains(&tile(16, 32, 12544).as_str()));
         assert!(["8x8", "16x4"].contains(&tile(40, 144, 784).as_str()));
+        // The stem (32 output channels): a 12-row tile would be the cheapest by whole tiles,
+        // but its third row of tiles is a partial one on each of the 1568 column tiles.
+        assert!(["8x8", "16x4"].contains(&tile(32, 27, 12544).as_str()));
         // Matrix-vector products and unknown shapes are left to tract.
         assert!(cheapest(1000, 1280, 1).is_none());
+    }
+
+    #[test]
+    fn partial_tiles_cost_more() {
+        let k12x8 = &KERNELS[1];
+        let whole = k12x8.cost(36, 27, 16);
+        assert_eq!(whole, 6.0 * (462.0 + 26.75 * 27.0));
+        // m = 32: as many tiles as m = 36, the third row of them (two tiles) partial.
+        assert_eq!(k12x8.cost(32, 27, 16), whole + 2.0 * 610.0);
+        // Partial in both directions: row 3 and column 3 share a tile, counted once.
+        assert_eq!(
+            k12x8.cost(32, 27, 20),
+            9.0 * (462.0 + 26.75 * 27.0) + 5.0 * 610.0
+        );
     }
 
     #[test]

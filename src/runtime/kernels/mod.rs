@@ -6,7 +6,9 @@
 //! [`depthwise`] replaces both with one operator that keeps a 3x3 or 5x5 filter in registers
 //! across a row of output points, reuses each loaded input column for every output point it
 //! feeds, and clamps before storing. It is substituted after tract's optimization, by node, so
-//! everything else stays tract's.
+//! everything else stays tract's. The one depthwise convolution tract leaves channel-first
+//! (EfficientNet-Lite's first, behind the stem) runs on [`planar`], which vectorizes along the
+//! rows of each channel instead.
 //!
 //! [`matmul`] picks among tract-linalg's own aarch64 f32 matmul kernels by estimated
 //! instruction count (a dispatch tier registered beside tract's), where tract runs every product
@@ -14,6 +16,7 @@
 
 pub(crate) mod depthwise;
 pub(crate) mod matmul;
+pub(crate) mod planar;
 
 use tract_onnx::prelude::*;
 
