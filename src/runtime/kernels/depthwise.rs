@@ -1139,24 +1139,50 @@ fn opaque(x: usize) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
+    /// Where an element sits: channel-last (input `[N, H, W, C]`, weights `[k, k, C]`, this
+    /// module's) or channel-first (`[N, C, H, W]`, weights `[C, k, k]`, `planar`'s).
+    #[derive(Debug, Clone, Copy)]
+    pub(in crate::runtime::kernels) enum Layout {
+        ChannelLast,
+        ChannelFirst,
+    }
+
+    impl Layout {
+        /// The index of image `i`, channel `ch` of `c`, row `y` of `h`, column `x` of `w`.
+        fn at(
+            self,
+            i: usize,
+            ch: usize,
+            y: usize,
+            x: usize,
+            (c, h, w): (usize, usize, usize),
+        ) -> usize {
+            match self {
+                Layout::ChannelLast => ((i * h + y) * w + x) * c + ch,
+                Layout::ChannelFirst => ((i * c + ch) * h + y) * w + x,
+            }
+        }
+    }
+
     /// The definition, element by element, from the unpadded input.
-    fn reference(
+    pub(in crate::runtime::kernels) fn reference(
         g: &Geometry,
         c: usize,
         x: &[f32],
         w: &[f32],
         b: &[f32],
         clamp: Option<(f32, f32)>,
+        layout: Layout,
     ) -> Vec<f32> {
         let n = x.len() / (g.h * g.w * c);
         let mut out = vec![0f32; n * g.oh * g.ow * c];
         for i in 0..n {
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    for ch in 0..c {
+            for ch in 0..c {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
                         let mut sum = b[ch];
                         for ky in 0..g.k {
                             for kx in 0..g.k {
@@ -1165,14 +1191,14 @@ mod tests {
                                 if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
                                     continue;
                                 }
-                                let xi = ((i * g.h + iy as usize) * g.w + ix as usize) * c + ch;
-                                sum += w[(ky * g.k + kx) * c + ch] * x[xi];
+                                let xi = layout.at(i, ch, iy as usize, ix as usize, (c, g.h, g.w));
+                                sum += w[layout.at(0, ch, ky, kx, (c, g.k, g.k))] * x[xi];
                             }
                         }
                         if let Some((lo, hi)) = clamp {
                             sum = sum.max(lo).min(hi);
                         }
-                        out[((i * g.oh + oy) * g.ow + ox) * c + ch] = sum;
+                        out[layout.at(i, ch, oy, ox, (c, g.oh, g.ow))] = sum;
                     }
                 }
             }
@@ -1209,7 +1235,7 @@ mod tests {
             .map(|i| (i as f32 * 0.091).cos() * 0.8)
             .collect();
         let b: Vec<f32> = (0..c).map(|i| i as f32 * 0.05 - 0.7).collect();
-        let want = reference(&g, c, &x, &w, &b, clamp);
+        let want = reference(&g, c, &x, &w, &b, clamp, Layout::ChannelLast);
         let mut got = vec![f32::NAN; want.len()];
         let packed = pack_weights(g.k, c, &w).unwrap();
         run(&g, c, &x, &packed, &b, clamp, &mut got).unwrap();

@@ -240,44 +240,7 @@ impl<V: Lanes> Rows<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The definition, element by element, channel-first.
-    fn reference(
-        g: &Geometry,
-        c: usize,
-        x: &[f32],
-        w: &[f32],
-        b: &[f32],
-        clamp: Option<(f32, f32)>,
-    ) -> Vec<f32> {
-        let n = x.len() / (c * g.h * g.w);
-        let mut out = vec![0f32; n * c * g.oh * g.ow];
-        for i in 0..n {
-            for ch in 0..c {
-                for oy in 0..g.oh {
-                    for ox in 0..g.ow {
-                        let mut sum = b[ch];
-                        for ky in 0..3 {
-                            for kx in 0..3 {
-                                let iy = (oy + ky) as isize - g.pad_top as isize;
-                                let ix = (ox + kx) as isize - g.pad_left as isize;
-                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
-                                    continue;
-                                }
-                                let xi = ((i * c + ch) * g.h + iy as usize) * g.w + ix as usize;
-                                sum += w[ch * 9 + ky * 3 + kx] * x[xi];
-                            }
-                        }
-                        if let Some((lo, hi)) = clamp {
-                            sum = sum.max(lo).min(hi);
-                        }
-                        out[((i * c + ch) * g.oh + oy) * g.ow + ox] = sum;
-                    }
-                }
-            }
-        }
-        out
-    }
+    use crate::runtime::kernels::depthwise::tests::{reference, Layout};
 
     fn geometry(h: usize, w: usize, pad_top: usize, pad_bottom: usize) -> Geometry {
         Geometry {
@@ -299,7 +262,7 @@ mod tests {
             .collect();
         let w: Vec<f32> = (0..9 * c).map(|i| (i as f32 * 0.091).cos() * 0.8).collect();
         let b: Vec<f32> = (0..c).map(|i| i as f32 * 0.05 - 0.7).collect();
-        let want = reference(&g, c, &x, &w, &b, clamp);
+        let want = reference(&g, c, &x, &w, &b, clamp, Layout::ChannelFirst);
         let mut got = vec![f32::NAN; want.len()];
         run(&g, c, &x, &w, &b, clamp, &mut got).unwrap();
         for (i, (a, e)) in got.iter().zip(&want).enumerate() {
