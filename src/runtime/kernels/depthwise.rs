@@ -1227,24 +1227,45 @@ pub(super) mod tests {
         }
     }
 
-    fn check(g: Geometry, c: usize, n: usize, clamp: Option<(f32, f32)>) {
-        let x: Vec<f32> = (0..n * g.h * g.w * c)
+    /// Deterministic input, weights and bias for `n` images of `c` channels (the same
+    /// counts in either layout).
+    pub(in crate::runtime::kernels) fn case(
+        g: &Geometry,
+        c: usize,
+        n: usize,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let x = (0..n * g.h * g.w * c)
             .map(|i| (i as f32 * 0.137).sin() * 4.0)
             .collect();
-        let w: Vec<f32> = (0..g.k * g.k * c)
+        let w = (0..g.k * g.k * c)
             .map(|i| (i as f32 * 0.091).cos() * 0.8)
             .collect();
-        let b: Vec<f32> = (0..c).map(|i| i as f32 * 0.05 - 0.7).collect();
-        let want = reference(&g, c, &x, &w, &b, clamp, Layout::ChannelLast);
-        let mut got = vec![f32::NAN; want.len()];
-        let packed = pack_weights(g.k, c, &w).unwrap();
-        run(&g, c, &x, &packed, &b, clamp, &mut got).unwrap();
-        for (i, (a, e)) in got.iter().zip(&want).enumerate() {
+        let b = (0..c).map(|i| i as f32 * 0.05 - 0.7).collect();
+        (x, w, b)
+    }
+
+    /// `got` equals `want` within float rounding, element by element.
+    pub(in crate::runtime::kernels) fn assert_matches(
+        g: &Geometry,
+        c: usize,
+        got: &[f32],
+        want: &[f32],
+    ) {
+        for (i, (a, e)) in got.iter().zip(want).enumerate() {
             assert!(
                 (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
                 "{g:?} c={c} at {i}: {a} vs {e}"
             );
         }
+    }
+
+    fn check(g: Geometry, c: usize, n: usize, clamp: Option<(f32, f32)>) {
+        let (x, w, b) = case(&g, c, n);
+        let want = reference(&g, c, &x, &w, &b, clamp, Layout::ChannelLast);
+        let mut got = vec![f32::NAN; want.len()];
+        let packed = pack_weights(g.k, c, &w).unwrap();
+        run(&g, c, &x, &packed, &b, clamp, &mut got).unwrap();
+        assert_matches(&g, c, &got, &want);
     }
 
     #[test]

@@ -240,7 +240,7 @@ impl<V: Lanes> Rows<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::kernels::depthwise::tests::{reference, Layout};
+    use crate::runtime::kernels::depthwise::tests::{assert_matches, case, reference, Layout};
 
     fn geometry(h: usize, w: usize, pad_top: usize, pad_bottom: usize) -> Geometry {
         Geometry {
@@ -257,20 +257,11 @@ mod tests {
     }
 
     fn check(g: Geometry, c: usize, n: usize, clamp: Option<(f32, f32)>) {
-        let x: Vec<f32> = (0..n * c * g.h * g.w)
-            .map(|i| (i as f32 * 0.137).sin() * 4.0)
-            .collect();
-        let w: Vec<f32> = (0..9 * c).map(|i| (i as f32 * 0.091).cos() * 0.8).collect();
-        let b: Vec<f32> = (0..c).map(|i| i as f32 * 0.05 - 0.7).collect();
+        let (x, w, b) = case(&g, c, n);
         let want = reference(&g, c, &x, &w, &b, clamp, Layout::ChannelFirst);
         let mut got = vec![f32::NAN; want.len()];
         run(&g, c, &x, &w, &b, clamp, &mut got).unwrap();
-        for (i, (a, e)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                (a - e).abs() <= 1e-5 * (1.0 + e.abs()),
-                "{g:?} c={c} at {i}: {a} vs {e}"
-            );
-        }
+        assert_matches(&g, c, &got, &want);
     }
 
     #[test]
