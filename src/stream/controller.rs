@@ -66,9 +66,15 @@ impl BudgetController {
     /// `start`, so the first frames run exactly at the calibrated thresholds.
     pub fn new(curve: &[PathPoint], start: &[f32], budget: Budget) -> Result<BudgetController> {
         let exits = curve.first().map_or(0, |p| p.0.len());
+        let in_range = |t: &[f32]| t.iter().all(|v| (0.0..=1.0).contains(v));
+        if !(curve.iter().all(|(t, _)| in_range(t)) && in_range(start)) {
+            return Err(Error::InvalidArgument(
+                "a budget curve's thresholds must lie in 0..=1, the range of every confidence metric".into(),
+            ));
+        }
         let mut points: Vec<PathPoint> = curve
             .iter()
-            .filter(|(t, c)| c.is_finite() && t.iter().all(|v| v.is_finite()))
+            .filter(|(_, c)| c.is_finite())
             .cloned()
             .collect();
         if points.is_empty() || exits == 0 {
@@ -574,6 +580,17 @@ pub(super) mod tests {
             BudgetController::from_curve(&[point(0.0, 0.0)], &[10.0], &[0.0], ms(25.0)).is_err()
         );
         assert!(BudgetController::new(&[], &[0.0], ms(1.0)).is_err());
+        // A threshold outside 0..=1 on the path or at the start would be steered to.
+        assert!(BudgetController::from_curve(
+            &[point(989.0, 1.0)],
+            &[10.0, 30.0],
+            &[0.0],
+            ms(25.0)
+        )
+        .is_err());
+        assert!(
+            BudgetController::from_curve(&curve, &[10.0, 30.0], &[f32::NAN], ms(25.0)).is_err()
+        );
         // Three stages: a profile's one shared threshold is read at both exits.
         let three = |t: f32, r1: f64, r2: f64| CurvePoint {
             thresholds: vec![t, t],

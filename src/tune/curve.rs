@@ -12,6 +12,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
+use crate::runtime::Threshold;
 use crate::tune::bounds::Tally;
 use crate::tune::tradeoff::{cheapest_reaching, most_accurate_within, Tradeoff};
 use crate::tune::Target;
@@ -67,7 +68,7 @@ impl Reference {
 pub struct CurvePoint {
     /// One threshold per exit (every stage but the last). Profiles written before exits had
     /// their own threshold store one number, `threshold`, read as that value at every exit.
-    #[serde(alias = "threshold", deserialize_with = "one_or_many")]
+    #[serde(alias = "threshold", deserialize_with = "thresholds_in_range")]
     pub thresholds: Vec<f32>,
     pub accuracy: f64,
     /// Share of inputs that reach each stage (`reach[0]` is 1).
@@ -100,6 +101,16 @@ where
         .into_iter()
         .map(|v| T::try_from(v).map_err(serde::de::Error::custom))
         .collect()
+}
+
+/// [`one_or_many`] for a curve point read from a file: each threshold checked to lie in
+/// 0..=1 as a [`Threshold`] is, then kept as a plain number for the search's arithmetic. A
+/// point outside that range would steer a stream's thresholds outside it.
+fn thresholds_in_range<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<f32>, D::Error> {
+    Ok(one_or_many::<D, Threshold>(d)?
+        .into_iter()
+        .map(Threshold::get)
+        .collect())
 }
 
 impl Tradeoff for CurvePoint {

@@ -640,6 +640,16 @@ mod tests {
         .unwrap();
         let err = Profile::load(&path).unwrap_err().to_string();
         assert!(err.contains("outside 0..=1"), "{err}");
+        // The curve's points too: a stream's budget controller steers along them (the
+        // profile fuzz target found a point at 989 passed on as a threshold).
+        assert!(text.contains("thresholds = [1.0]"), "{text}");
+        std::fs::write(
+            &path,
+            text.replace("thresholds = [1.0]", "thresholds = [989.0]"),
+        )
+        .unwrap();
+        let err = Profile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("threshold 989 is outside 0..=1"), "{err}");
         let hash = sha256_file(&d.path().join("a.onnx")).unwrap();
         std::fs::write(&path, text.replace(&hash, "not-a-hash")).unwrap();
         let err = Profile::load(&path).unwrap_err().to_string();
