@@ -252,6 +252,8 @@ pub struct LoadOptions {
     pub threads: Option<Threads>,
 }
 
+// Derivable on aarch64 only, where the rewrite is off: the default differs by architecture.
+#[allow(clippy::derivable_impls)]
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {

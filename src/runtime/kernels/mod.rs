@@ -15,6 +15,7 @@
 //! through its 8x8 kernel.
 
 pub(crate) mod depthwise;
+mod lanes;
 pub(crate) mod matmul;
 pub(crate) mod planar;
 

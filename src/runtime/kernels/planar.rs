@@ -17,7 +17,8 @@
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
-use super::depthwise::{zeros, Geometry, Lanes};
+use super::depthwise::Geometry;
+use super::lanes::{zeros, Lanes};
 
 /// Whether [`run`] covers a geometry: a 3x3 filter at stride 1 with one column of padding on
 /// each side (the output as wide as the input), on rows of at least four points. Rows above
@@ -74,7 +75,7 @@ pub(crate) fn run(
                 #[cfg(target_arch = "aarch64")]
                 plane.run::<std::arch::aarch64::float32x4_t>(clamp, out);
                 #[cfg(not(target_arch = "aarch64"))]
-                plane.run::<super::depthwise::Portable>(clamp, out);
+                plane.run::<super::lanes::Portable>(clamp, out);
             }
             Ok(())
         })?;
