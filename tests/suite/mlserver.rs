@@ -25,11 +25,29 @@ pub struct MlServer {
     pub http: u16,
     /// The v2 gRPC service's port.
     pub grpc: u16,
+    /// The server's output, read if it exits early; removed when dropped.
+    log: tempfile::NamedTempFile,
 }
 
+/// How long a server may take to load its model: a start-up wait, not a timing check. Python
+/// importing ONNX Runtime, gRPC and the web stack on a 2-core machine that is also compiling
+/// has taken over 90 s.
+const READY_WITHIN: Duration = Duration::from_secs(240);
+
 impl MlServer {
+    /// On free ports. A server that exits before its model is ready (another process took a
+    /// port between `free_port` and the server binding it) is started again on new ones.
     pub fn start() -> MlServer {
-        MlServer::start_on(free_port())
+        let mut last = String::new();
+        for _ in 0..3 {
+            match MlServer::launch(free_port(), free_port()) {
+                Ok(server) => return server,
+                Err(log) => last = log,
+            }
+        }
+        panic!(
+            "MLServer exited before its model was ready, three times; the last log ends:\n{last}"
+        )
     }
 
     /// On a given HTTP port (a restart where the last one was).
@@ -39,6 +57,14 @@ impl MlServer {
 
     /// On given HTTP and gRPC ports (a restart where the last one was).
     pub fn start_on_ports(http: u16, grpc: u16) -> MlServer {
+        MlServer::launch(http, grpc).unwrap_or_else(|log| {
+            panic!("MLServer exited before its model was ready; its log ends:\n{log}")
+        })
+    }
+
+    /// Starts a server and waits for its model over HTTP and gRPC; the end of its log if it
+    /// exits first.
+    fn launch(http: u16, grpc: u16) -> Result<MlServer, String> {
         let bin = common::root().join("target/tools/mlserver/bin/mlserver");
         assert!(
             bin.exists(),
@@ -46,6 +72,7 @@ impl MlServer {
             bin.display()
         );
         let metrics = free_port();
+        let log = tempfile::NamedTempFile::new().expect("a log file");
         let child = Command::new(&bin)
             .args(["start", "."])
             .current_dir(common::root().join("models/mlserver"))
@@ -53,31 +80,36 @@ impl MlServer {
             .env("MLSERVER_GRPC_PORT", grpc.to_string())
             .env("MLSERVER_METRICS_PORT", metrics.to_string())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.reopen().expect("the log file"))
+            .stderr(log.reopen().expect("the log file"))
             .spawn()
             .expect("mlserver starts");
-        let server = MlServer { child, http, grpc };
-        // The server reports live before the model is loaded: wait for the model.
-        let client = server.client("efficientnet-lite2");
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while client.ready().is_err() {
+        let mut server = MlServer {
+            child,
+            http,
+            grpc,
+            log,
+        };
+        let deadline = Instant::now() + READY_WITHIN;
+        // The server reports live before the model is loaded: wait for the model, then over
+        // gRPC, which listens on its own.
+        let rest = server.client("efficientnet-lite2");
+        let grpc = server.grpc_client("efficientnet-lite2");
+        while rest.ready().is_err() || grpc.ready().is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                let text = std::fs::read_to_string(server.log.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                return Err(format!("({status})\n{}", tail.join("\n")));
+            }
             assert!(
                 Instant::now() < deadline,
-                "MLServer's model not ready in 90 s"
+                "MLServer's model not ready over HTTP and gRPC in {} s",
+                READY_WITHIN.as_secs()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        // And over gRPC, which listens on its own.
-        let client = server.grpc_client("efficientnet-lite2");
-        while client.ready().is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "MLServer's gRPC service not ready in 90 s"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        server
+        Ok(server)
     }
 
     pub fn endpoint(&self, model: &str) -> Endpoint {
