@@ -23,6 +23,8 @@ pub(crate) mod manifest;
 mod model;
 mod pipeline;
 mod preprocess;
+#[cfg(test)]
+mod reference_logits;
 mod sizing;
 mod stage;
 pub mod workers;

@@ -1,6 +1,7 @@
 //! The integration tests, linked into one binary: each test binary statically links tract,
 //! so one binary instead of six saves minutes of linking and gigabytes of disk in CI.
-//! `tests/arch.rs` stays apart because it alone is also built and run for aarch64.
+//! The check that runs on aarch64 too (logits against the x86_64 reference) is a unit test
+//! of the library (`src/runtime/reference_logits.rs`), whose tests run there anyway.
 
 #[macro_use]
 #[path = "../common/mod.rs"]
