@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cascade::remote::{Access, TokenSource};
+use cascade::remote::{Access, TokenSource, TrustRoots};
 use cascade::tune::DataSpec;
 use cascade::tune::Profile;
 use cascade::{Cascade, CascadeBuilder, LoadOptions, Metric, ModelSpec, Threads, Threshold};
@@ -113,15 +113,25 @@ pub struct RemoteArgs {
     /// the stage before [default: 5000].
     #[arg(long, value_name = "MS")]
     pub remote_timeout_ms: Option<u64>,
+    /// Trust only the CA certificates in this PEM file for https:// and grpcs:// servers
+    /// (a site's own CA), instead of the public web's roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl RemoteArgs {
     pub fn access(&self) -> cascade::Result<Access> {
-        Access::new(
+        let access = Access::new(
             token_source(&self.token_file, &self.token_env).as_ref(),
             self.remote_timeout_ms.map(Duration::from_millis),
-        )
+        )?;
+        Ok(access.trusting(trust_roots(&self.ca_cert)?))
     }
+}
+
+/// The roots `--ca-cert` names, if it does.
+fn trust_roots(file: &Option<PathBuf>) -> cascade::Result<Option<TrustRoots>> {
+    file.as_deref().map(TrustRoots::from_pem_file).transpose()
 }
 
 /// Where `--token-file` or `--token-env` (they conflict) say the token is.

@@ -44,6 +44,10 @@ pub struct TimeArgs {
     /// The server's bearer token, from this environment variable.
     #[arg(long, value_name = "VAR", requires = "remote")]
     pub token_env: Option<String>,
+    /// Trust only the CA certificates in this PEM file for https:// and grpcs:// servers
+    /// (a site's own CA), instead of the public web's roots.
+    #[arg(long, value_name = "FILE", requires = "remote")]
+    pub ca_cert: Option<PathBuf>,
     /// One JSON object on stdout instead of a readable line.
     #[arg(long)]
     pub json: bool,
@@ -83,11 +87,12 @@ fn remote(args: TimeArgs, image: &cascade::RgbImage) -> CliResult<ExitCode> {
     let access = Access::new(
         super::token_source(&args.token_file, &args.token_env).as_ref(),
         None,
-    )?;
+    )?
+    .trusting(super::trust_roots(&args.ca_cert)?);
     let clients = args
         .remote
         .iter()
-        .map(|endpoint| Client::new(endpoint.clone(), access.token.clone(), access.timeouts))
+        .map(|endpoint| Client::new(endpoint.clone(), &access))
         .collect::<cascade::Result<Vec<_>>>()?;
     let t = bench::time_remote(
         &ModelSpec::new(&args.model),

@@ -2,7 +2,7 @@
 //! Open Inference Protocol is carried to it.
 
 use crate::error::Result;
-use crate::remote::{Binding, Endpoint, GrpcClient, ModelMetadata, RestClient, Timeouts, Token};
+use crate::remote::{Access, Binding, Endpoint, GrpcClient, ModelMetadata, RestClient};
 
 /// A client for one model on one server, over the binding its endpoint names.
 #[derive(Debug, Clone)]
@@ -15,10 +15,10 @@ pub enum Client {
 
 impl Client {
     /// A client for `endpoint`, over the binding its scheme names.
-    pub fn new(endpoint: Endpoint, token: Option<Token>, timeouts: Timeouts) -> Result<Client> {
+    pub fn new(endpoint: Endpoint, access: &Access) -> Result<Client> {
         Ok(match endpoint.binding() {
-            Binding::Rest => Client::Rest(RestClient::new(endpoint, token, timeouts)),
-            Binding::Grpc => Client::Grpc(GrpcClient::new(endpoint, token, timeouts)?),
+            Binding::Rest => Client::Rest(RestClient::new(endpoint, access)),
+            Binding::Grpc => Client::Grpc(GrpcClient::new(endpoint, access)?),
         })
     }
 

@@ -22,7 +22,7 @@ use tonic_prost::ProstCodec;
 
 use crate::error::{Error, Result};
 use crate::remote::rest::shown;
-use crate::remote::{Binding, Endpoint, ModelMetadata, TensorMetadata, Timeouts, Token};
+use crate::remote::{Access, Binding, Endpoint, ModelMetadata, TensorMetadata, Timeouts};
 
 /// The v2 messages the client sends and reads, written out from KServe's
 /// `grpc_predict_v2.proto` (MLServer's `dataplane.proto`, Triton's `grpc_service.proto`: the
@@ -168,7 +168,8 @@ impl GrpcClient {
     /// A client for `endpoint` (a `grpc://` or `grpcs://` one). Nothing is sent yet: the
     /// connection opens on the first call, so a server that is down now is an error then,
     /// not here. Plain gRPC off this machine is allowed (a closed LAN) but warned about.
-    pub fn new(endpoint: Endpoint, token: Option<Token>, timeouts: Timeouts) -> Result<GrpcClient> {
+    pub fn new(endpoint: Endpoint, access: &Access) -> Result<GrpcClient> {
+        let (token, timeouts) = (access.token.clone(), access.timeouts);
         if endpoint.binding() != Binding::Grpc {
             return Err(Error::InvalidArgument(format!(
                 "{endpoint} is not a gRPC endpoint (grpc://HOST:PORT/NAME)"
@@ -204,9 +205,11 @@ impl GrpcClient {
             .connect_timeout(timeouts.connect)
             .tcp_nodelay(true);
         if endpoint.is_tls() {
-            builder = builder
-                .tls_config(ClientTlsConfig::new().with_webpki_roots())
-                .map_err(invalid)?;
+            let tls = match &access.trust {
+                Some(roots) => roots.grpc(),
+                None => ClientTlsConfig::new().with_webpki_roots(),
+            };
+            builder = builder.tls_config(tls).map_err(invalid)?;
         }
         // The channel's worker task lives on the runtime, and runs whenever a call blocks
         // on it.
@@ -480,6 +483,7 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::Token;
     use prost::Message;
 
     fn output(datatype: &str, shape: Vec<i64>, fp32: Option<Vec<f32>>) -> v2::InferOutputTensor {
@@ -577,7 +581,7 @@ mod tests {
         std::fs::write(&path, "s3cret-value\n").unwrap();
         let token = Token::from_file(&path).unwrap();
         let endpoint: Endpoint = "grpc://127.0.0.1:1/m".parse().unwrap();
-        let client = GrpcClient::new(endpoint, Some(token), Timeouts::default()).unwrap();
+        let client = GrpcClient::new(endpoint, &Access::default().with_token(token)).unwrap();
         let value = client.authorization.as_ref().unwrap();
         assert_eq!(value.to_str().unwrap(), "Bearer s3cret-value");
         assert!(value.is_sensitive());
@@ -595,17 +599,17 @@ mod tests {
     fn grpcs_takes_rustls_with_webpki_roots_and_rest_endpoints_are_refused() {
         // Nothing is sent: the connection opens on the first call.
         let endpoint: Endpoint = "grpcs://models.example.org/m".parse().unwrap();
-        let client = GrpcClient::new(endpoint, None, Timeouts::default()).unwrap();
+        let client = GrpcClient::new(endpoint, &Access::default()).unwrap();
         assert!(client.endpoint().is_tls());
         let endpoint: Endpoint = "http://127.0.0.1:1/v2/models/m".parse().unwrap();
-        let e = GrpcClient::new(endpoint, None, Timeouts::default()).unwrap_err();
+        let e = GrpcClient::new(endpoint, &Access::default()).unwrap_err();
         assert!(e.to_string().contains("not a gRPC endpoint"), "{e}");
     }
 
     #[test]
     fn statuses_are_named_and_their_messages_kept_short() {
         let endpoint: Endpoint = "grpc://127.0.0.1:1/m".parse().unwrap();
-        let client = GrpcClient::new(endpoint, None, Timeouts::default()).unwrap();
+        let client = GrpcClient::new(endpoint, &Access::default()).unwrap();
         let e = client.status_error(&Status::not_found("Model m not found"));
         assert_eq!(
             e.to_string(),

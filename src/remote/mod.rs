@@ -4,8 +4,8 @@
 //! travels.
 //!
 //! - [`Client`]: the protocol over its bindings ([`RestClient`], v2 JSON over HTTP;
-//!   [`GrpcClient`], v2 protobuf over HTTP/2 with the tensor as raw bytes): endpoint, token,
-//!   timeouts, errors;
+//!   [`GrpcClient`], v2 protobuf over HTTP/2 with the tensor as raw bytes): endpoint,
+//!   [`Access`] (token, timeouts, [`TrustRoots`]), errors;
 //! - [`RemoteStage`]: a model on a server as a stage that falls back instead of failing,
 //!   backs off from a failing server and uses it again once it answers.
 //!
@@ -20,6 +20,7 @@ mod rest;
 mod served;
 mod stage;
 mod token;
+mod trust;
 
 pub use client::Client;
 pub use endpoint::{Binding, Endpoint};
@@ -28,3 +29,4 @@ pub use rest::{ModelMetadata, RestClient, TensorMetadata, Timeouts, BODY_SHOWN};
 pub use served::{Access, ServedModel, TokenSource};
 pub use stage::{Outcome, RemoteStage, RemoteStats, Unanswered, FIRST_BACKOFF, MAX_BACKOFF};
 pub use token::Token;
+pub use trust::TrustRoots;

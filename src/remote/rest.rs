@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::remote::{Endpoint, Token};
+use crate::remote::{Access, Endpoint, Token};
 
 /// How much of a server's error body an error keeps: enough for a message, not a page.
 pub const BODY_SHOWN: usize = 200;
@@ -88,21 +88,25 @@ pub struct RestClient {
 }
 
 impl RestClient {
-    /// A client for `endpoint`. Plain HTTP off this machine is allowed (a closed LAN) but
-    /// warned about: the images' tensors and any token would cross the network in clear.
-    pub fn new(endpoint: Endpoint, token: Option<Token>, timeouts: Timeouts) -> RestClient {
+    /// A client for `endpoint`, with `access`'s token, timeouts and trusted roots. Plain
+    /// HTTP off this machine is allowed (a closed LAN) but warned about: the images'
+    /// tensors and any token would cross the network in clear.
+    pub fn new(endpoint: Endpoint, access: &Access) -> RestClient {
+        let (token, timeouts) = (access.token.clone(), access.timeouts);
         if !endpoint.is_tls() && !endpoint.is_loopback() {
             log::warn!(
                 "remote stage {endpoint} is plain HTTP off this machine: inputs{} travel unencrypted; use https:// where the network is not yours",
                 if token.is_some() { " and the token" } else { "" }
             );
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             .timeout_connect(Some(timeouts.connect))
             .timeout_global(Some(timeouts.request))
-            .http_status_as_error(false)
-            .build()
-            .into();
+            .http_status_as_error(false);
+        if let Some(roots) = &access.trust {
+            config = config.tls_config(roots.rest());
+        }
+        let agent: ureq::Agent = config.build().into();
         RestClient {
             agent,
             endpoint,

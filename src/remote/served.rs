@@ -5,17 +5,20 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::remote::TrustRoots;
 use crate::remote::{Client, Endpoint, Outcome, RemoteStage, RemoteStats, Timeouts, Token};
 use crate::remote::{ModelMetadata, Unanswered};
 use crate::runtime::manifest::{InputSpec, Manifest};
 use crate::runtime::{Labels, ModelSpec};
 
-/// How this process reaches its servers: one token and one set of timeouts for every remote
-/// stage. The token is never written anywhere (see [`Token`]).
+/// How this process reaches its servers: one token, one set of timeouts and one set of
+/// trusted roots for every remote stage. The token is never written anywhere (see [`Token`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Access {
     pub token: Option<Token>,
     pub timeouts: Timeouts,
+    /// The CAs a TLS server's certificate must chain to; `None`: the public web's.
+    pub trust: Option<TrustRoots>,
 }
 
 /// Where the bearer token is read from: never the command line.
@@ -47,11 +50,27 @@ impl Access {
             timeouts.request = request;
             timeouts.connect = timeouts.connect.min(request);
         }
-        Ok(Access { token, timeouts })
+        Ok(Access {
+            token,
+            timeouts,
+            trust: None,
+        })
     }
 }
 
 impl Access {
+    /// The same access, with `token` on every request.
+    pub fn with_token(mut self, token: Token) -> Access {
+        self.token = Some(token);
+        self
+    }
+
+    /// The same access, trusting only `roots` for TLS servers (`--ca-cert`).
+    pub fn trusting(mut self, roots: Option<TrustRoots>) -> Access {
+        self.trust = roots;
+        self
+    }
+
     /// The same access with no request waiting longer than `limit` (a stream's per-frame
     /// deadline: an answer later than that is of no use to the frame).
     pub fn within(mut self, limit: Option<Duration>) -> Access {
@@ -85,7 +104,7 @@ impl ServedModel {
         let endpoint: &Endpoint = spec
             .endpoint()
             .ok_or_else(|| Error::Internal(format!("{} is not a served model", spec.location)))?;
-        let client = Client::new(endpoint.clone(), access.token.clone(), access.timeouts)?;
+        let client = Client::new(endpoint.clone(), access)?;
         let manifest = spec
             .manifest
             .as_deref()

@@ -21,3 +21,4 @@ mod remote;
 mod remote_cascade;
 mod search;
 mod stream;
+mod tls;

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cascade::remote::{Endpoint, GrpcClient, RestClient, Timeouts};
+use cascade::remote::{Access, Endpoint, GrpcClient, RestClient};
 
 use crate::common;
 
@@ -119,7 +119,7 @@ impl MlServer {
     }
 
     pub fn client(&self, model: &str) -> RestClient {
-        RestClient::new(self.endpoint(model), None, Timeouts::default())
+        RestClient::new(self.endpoint(model), &Access::default())
     }
 
     /// The same model over the v2 gRPC service.
@@ -130,7 +130,7 @@ impl MlServer {
     }
 
     pub fn grpc_client(&self, model: &str) -> GrpcClient {
-        GrpcClient::new(self.grpc_endpoint(model), None, Timeouts::default()).unwrap()
+        GrpcClient::new(self.grpc_endpoint(model), &Access::default()).unwrap()
     }
 }
 

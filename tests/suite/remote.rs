@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use cascade::remote::{
-    Client, Endpoint, GrpcClient, Outcome, RemoteStage, RestClient, Timeouts, Unanswered,
+    Access, Client, Endpoint, GrpcClient, Outcome, RemoteStage, RestClient, Timeouts, Unanswered,
 };
 use cascade::runtime::{LoadOptions, Model, Preprocessor};
 use cascade::{decode_file, Error, ModelSpec};
@@ -94,7 +94,7 @@ fn mlserver_answers_what_the_local_model_answers_and_refuses_clearly() {
     // Server gone: a clear error within the connect timeout, not a hang.
     let endpoint = server.endpoint("efficientnet-lite2");
     drop(server);
-    let gone = RestClient::new(endpoint, None, Timeouts::default());
+    let gone = RestClient::new(endpoint, &Access::default());
     let e = gone.ready().unwrap_err();
     assert!(matches!(e, Error::Remote { status: None, .. }), "{e}");
     assert!(e.to_string().contains("cannot reach the server"), "{e}");
@@ -191,7 +191,7 @@ fn a_token_protected_server_takes_the_token_and_no_message_shows_it() {
     std::fs::write(&token_file, "t0ps3cret\n").unwrap();
 
     // Without the token: refused, with the server's reason, and nothing secret in it.
-    let e = RestClient::new(gate.endpoint(), None, Timeouts::default())
+    let e = RestClient::new(gate.endpoint(), &Access::default())
         .ready()
         .unwrap_err();
     assert!(
@@ -209,7 +209,7 @@ fn a_token_protected_server_takes_the_token_and_no_message_shows_it() {
     let wrong = dir.path().join("wrong");
     std::fs::write(&wrong, "not-the-one\n").unwrap();
     let token = cascade::remote::Token::from_file(&wrong).unwrap();
-    let e = RestClient::new(gate.endpoint(), Some(token), Timeouts::default())
+    let e = RestClient::new(gate.endpoint(), &Access::default().with_token(token))
         .ready()
         .unwrap_err();
     assert!(!format!("{e} {e:?}").contains("not-the-one"), "{e:?}");
@@ -297,7 +297,7 @@ impl Binding {
             Binding::Rest => server.endpoint(model),
             Binding::Grpc => server.grpc_endpoint(model),
         };
-        Client::new(endpoint, None, Timeouts::default()).unwrap()
+        Client::new(endpoint, &Access::default()).unwrap()
     }
 
     /// How the binding says a model is not there.
@@ -314,7 +314,7 @@ impl Binding {
 fn falls_back_while_the_server_is_down_and_uses_it_again(binding: Binding) {
     let (http, grpc) = (free_port(), free_port());
     let endpoint = binding.endpoint(http, grpc, "efficientnet-lite2");
-    let client = Client::new(endpoint, None, Timeouts::default()).unwrap();
+    let client = Client::new(endpoint, &Access::default()).unwrap();
     // Not started: the stage still builds, and backs off instead of failing each input.
     let mut stage = RemoteStage::connect(client, LITE2_SHAPE).unwrap();
     assert!(matches!(
@@ -451,7 +451,17 @@ fn error_bodies_slow_answers_and_malformed_json_are_fallbacks_with_their_reason(
         let endpoint: Endpoint = format!("http://127.0.0.1:{port}/v2/models/m")
             .parse()
             .unwrap();
-        RemoteStage::connect(RestClient::new(endpoint, None, timeouts), LITE2_SHAPE).unwrap()
+        RemoteStage::connect(
+            RestClient::new(
+                endpoint,
+                &Access {
+                    timeouts,
+                    ..Access::default()
+                },
+            ),
+            LITE2_SHAPE,
+        )
+        .unwrap()
     };
     let cases = [
         (
@@ -607,7 +617,7 @@ fn mlserver_over_grpc_answers_what_the_local_model_and_rest_answer_and_refuses_c
     drop(server);
     let e = client.ready().unwrap_err();
     assert!(e.to_string().contains("cannot reach the server"), "{e}");
-    let gone = GrpcClient::new(endpoint, None, Timeouts::default()).unwrap();
+    let gone = GrpcClient::new(endpoint, &Access::default()).unwrap();
     let e = gone.metadata().unwrap_err();
     assert!(matches!(e, Error::Remote { status: None, .. }), "{e}");
     assert!(e.to_string().contains("cannot reach the server"), "{e}");
@@ -630,7 +640,14 @@ fn a_grpc_server_that_never_answers_costs_the_request_timeout_not_a_stall() {
         request: Duration::from_millis(300),
     };
     let mut stage = RemoteStage::connect(
-        GrpcClient::new(endpoint, None, timeouts).unwrap(),
+        GrpcClient::new(
+            endpoint,
+            &Access {
+                timeouts,
+                ..Access::default()
+            },
+        )
+        .unwrap(),
         LITE2_SHAPE,
     )
     .unwrap();
@@ -738,7 +755,7 @@ fn a_token_protected_grpc_server_takes_the_token_and_no_message_shows_it() {
     std::fs::write(&token_file, "t0ps3cret\n").unwrap();
 
     // Without the token: refused, with the gate's reason.
-    let e = GrpcClient::new(gate.endpoint(), None, Timeouts::default())
+    let e = GrpcClient::new(gate.endpoint(), &Access::default())
         .unwrap()
         .ready()
         .unwrap_err();
@@ -754,7 +771,7 @@ fn a_token_protected_grpc_server_takes_the_token_and_no_message_shows_it() {
     let wrong = dir.path().join("wrong");
     std::fs::write(&wrong, "not-the-one\n").unwrap();
     let token = cascade::remote::Token::from_file(&wrong).unwrap();
-    let client = GrpcClient::new(gate.endpoint(), Some(token), Timeouts::default()).unwrap();
+    let client = GrpcClient::new(gate.endpoint(), &Access::default().with_token(token)).unwrap();
     let e = client.ready().unwrap_err();
     assert!(e.to_string().contains("UNAUTHENTICATED"), "{e}");
     assert!(
@@ -764,7 +781,7 @@ fn a_token_protected_grpc_server_takes_the_token_and_no_message_shows_it() {
 
     // With it: the same logits as straight to the server.
     let token = cascade::remote::Token::from_file(&token_file).unwrap();
-    let through = GrpcClient::new(gate.endpoint(), Some(token), Timeouts::default()).unwrap();
+    let through = GrpcClient::new(gate.endpoint(), &Access::default().with_token(token)).unwrap();
     through.ready().unwrap();
     let direct = server
         .grpc_client("efficientnet-lite2")

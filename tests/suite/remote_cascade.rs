@@ -140,11 +140,11 @@ fn a_server_that_is_down_dies_or_comes_back_costs_answers_never_the_cascade() {
         .parse()
         .unwrap();
     let access = Access {
-        token: None,
         timeouts: Timeouts {
             connect: Duration::from_millis(500),
             request: Duration::from_secs(5),
         },
+        ..Access::default()
     };
     // Nothing listens yet: building succeeds (the manifest says what to send).
     let mut c = cascade_to(served(endpoint), access);
