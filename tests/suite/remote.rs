@@ -663,29 +663,41 @@ struct GrpcTokenGate {
     port: u16,
 }
 
+/// Serves every connection to a new loopback port with `handle`, each as a task of a
+/// current-thread tokio runtime on a thread of its own; returns the port. What the proxies
+/// in front of MLServer (token gates, TLS) are built on.
+pub fn serve_loopback<F, Fut>(handle: F) -> u16
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(handle(socket));
+            }
+        });
+    });
+    port
+}
+
 impl GrpcTokenGate {
     fn start(upstream: u16, token: &'static str) -> GrpcTokenGate {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                while let Ok((socket, _)) = listener.accept().await {
-                    tokio::spawn(async move {
-                        let Ok(mut conn) = h2::server::handshake(socket).await else {
-                            return;
-                        };
-                        while let Some(Ok((request, respond))) = conn.accept().await {
-                            tokio::spawn(Self::call(request, respond, upstream, token));
-                        }
-                    });
-                }
-            });
+        let port = serve_loopback(move |socket| async move {
+            let Ok(mut conn) = h2::server::handshake(socket).await else {
+                return;
+            };
+            while let Some(Ok((request, respond))) = conn.accept().await {
+                tokio::spawn(Self::call(request, respond, upstream, token));
+            }
         });
         GrpcTokenGate { port }
     }

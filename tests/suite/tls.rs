@@ -3,7 +3,6 @@
 //! another CA. The server is MLServer behind a TLS-terminating proxy, what a site's ingress
 //! does; the certificates are `tests/fixtures/tls` (see its `make`).
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -12,6 +11,7 @@ use cascade::remote::{Access, Endpoint, GrpcClient, RestClient, TrustRoots};
 
 use crate::common;
 use crate::mlserver::MlServer;
+use crate::remote::serve_loopback;
 
 fn tls_fixture(name: &str) -> PathBuf {
     common::fixture("tls").join(name)
@@ -45,33 +45,19 @@ impl TlsProxy {
             .unwrap();
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                while let Ok((socket, _)) = listener.accept().await {
-                    let acceptor = acceptor.clone();
-                    tokio::spawn(async move {
-                        // A client that refuses the certificate ends the handshake here.
-                        let Ok(mut tls) = acceptor.accept(socket).await else {
-                            return;
-                        };
-                        let Ok(mut up) =
-                            tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
-                        else {
-                            return;
-                        };
-                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
-                    });
-                }
-            });
+        let port = serve_loopback(move |socket| {
+            let acceptor = acceptor.clone();
+            async move {
+                // A client that refuses the certificate ends the handshake here.
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+            }
         });
         TlsProxy { port }
     }
@@ -115,23 +101,17 @@ fn a_site_ca_lets_tls_servers_in_and_the_public_roots_or_another_ca_do_not() {
 
     // The public roots (the default) and another CA refuse the certificate, and say so.
     for roots in [None, Some(&other)] {
-        let e = RestClient::new(https.clone(), &trusting(roots))
-            .ready()
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("cannot reach the server") && e.contains("certificate"),
-            "{e}"
-        );
-        let e = GrpcClient::new(grpcs.clone(), &trusting(roots))
+        let rest = RestClient::new(https.clone(), &trusting(roots)).ready();
+        let grpc = GrpcClient::new(grpcs.clone(), &trusting(roots))
             .unwrap()
-            .ready()
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("cannot reach the server") && e.contains("certificate"),
-            "{e}"
-        );
+            .ready();
+        for e in [rest.unwrap_err(), grpc.unwrap_err()] {
+            let e = e.to_string();
+            assert!(
+                e.contains("cannot reach the server") && e.contains("certificate"),
+                "{e}"
+            );
+        }
     }
 
     // Through the CLI: `--ca-cert` on `time --remote`, both bindings in one run.
