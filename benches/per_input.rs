@@ -13,6 +13,10 @@
 //!   preprocess for Lite0, decide), its parts (reading the file, decoding it, decoding it
 //!   into a reused image as a stream does, preprocessing), and one Lite0 inference in the
 //!   same run, so overhead / inference can be read off.
+//! - `per_input/overhead_shared_500x375_photos`, when `../shared/data` is beside the clone:
+//!   the same overhead over every 500x375 ImageNet photo there (real camera JPEGs, mostly
+//!   4:4:4 and 44 to 313 KB, where the bench's own is 4:2:0 and about 40 KB), all of them per
+//!   iteration, so criterion's time divided by their count is the mean per photo.
 //!
 //! One thread, as in the README's figures. `cargo bench --bench per_input`
 
@@ -26,7 +30,7 @@ use cascade::runtime::{ExitRule, Preprocessor};
 use cascade::{
     Cascade, CascadeBuilder, LoadOptions, Metric, Model, ModelSpec, Summary, Threads, Threshold,
 };
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 
 /// The allocator the `cascade` binary runs on, so these figures are the binary's.
 #[global_allocator]
@@ -77,6 +81,20 @@ fn lite0_lite2_size() -> DecodeSize {
         .stage(spec("lite0"))
         .stage(spec("lite2"))
         .decode_size()
+}
+
+/// Every 500x375 photo of `../shared/data/imagenet-sample-500`, by name; none without it.
+fn shared_500x375_photos() -> Vec<PathBuf> {
+    let dir = root().join("../shared/data/imagenet-sample-500");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut photos: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| image::image_dimensions(p).is_ok_and(|d| d == (500, 375)))
+        .collect();
+    photos.sort();
+    photos
 }
 
 fn rule(metric: Metric) -> ExitRule {
@@ -176,6 +194,24 @@ fn per_input(c: &mut Criterion) {
         group.bench_function(format!("preprocess_{dw}x{dh}_to_lite0"), |b| {
             b.iter(|| pre.run(&image).expect("preprocesses")[0])
         });
+    }
+    let photos = shared_500x375_photos();
+    if !photos.is_empty() {
+        group.sampling_mode(SamplingMode::Flat);
+        group.sample_size(10);
+        let name = format!("overhead_shared_500x375_photos_{}", photos.len());
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for path in &photos {
+                    let image = decode_for(path, size);
+                    let tensor = pre.run(&image).expect("preprocesses");
+                    black_box(tensor[0]);
+                    black_box(rule.judge(&Summary::for_metric(black_box(&logits), rule.metric)));
+                }
+            })
+        });
+        group.sample_size(30);
+        group.sampling_mode(SamplingMode::Auto);
     }
     let tensor = pre.run(&photo()).expect("preprocesses").to_vec();
     group.bench_function("lite0_inference", |b| {
