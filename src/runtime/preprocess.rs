@@ -17,7 +17,7 @@ use fast_image_resize::{self as fir, FilterType, PixelType, ResizeAlg, ResizeOpt
 
 use crate::error::{Error, Result};
 use crate::input::RgbImage;
-use crate::runtime::manifest::{InputSpec, Layout};
+use crate::runtime::manifest::{InputSpec, Layout, Normalization};
 
 /// Where the crop window lies in the (virtually) resized image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +77,6 @@ pub struct Preprocessor {
     options: ResizeOptions,
     /// The cropped, resized RGB8 pixels: `width x height x 3`, allocated once.
     cropped: Vec<u8>,
-    levels: Box<Levels>,
     tensor: Vec<f32>,
 }
 
@@ -94,7 +93,6 @@ impl Preprocessor {
         let tensor = vec![0.0; spec.len()];
         let cropped = vec![0; spec.width * spec.height * 3];
         Preprocessor {
-            levels: levels(&spec),
             spec,
             resizer: fir::Resizer::new(),
             options: ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
@@ -129,48 +127,41 @@ impl Preprocessor {
         self.resizer
             .resize(&src, &mut dst, &options)
             .map_err(|e| resize_err(&e))?;
-        normalize(&self.cropped, &self.spec, &self.levels, &mut self.tensor);
+        normalize(&self.cropped, &self.spec, &mut self.tensor);
         Ok(&self.tensor)
     }
 }
 
-/// Every normalized value an 8-bit level can take, per channel: `levels[c][v]` is
-/// `v * scale[c] + offset[c]`, computed once. Normalizing is then one table load per value
-/// instead of a conversion and a multiply-add (a quarter less time for Lite0's input,
-/// measured), and gives the same floats to the bit.
-type Levels = [[f32; 256]; 3];
-
-fn levels(spec: &InputSpec) -> Box<Levels> {
-    let n = spec.normalization;
-    let mut levels = Box::new([[0.0; 256]; 3]);
-    for (c, table) in levels.iter_mut().enumerate() {
-        for (v, level) in table.iter_mut().enumerate() {
-            *level = v as f32 * n.scale[c] + n.offset[c];
-        }
-    }
-    levels
-}
-
-/// Writes the normalized tensor from an interleaved RGB8 image of the input's size.
-fn normalize(rgb: &[u8], spec: &InputSpec, levels: &Levels, out: &mut [f32]) {
-    let [r, g, b] = levels;
-    let pixels = rgb.chunks_exact(3).take(spec.width * spec.height);
+/// Writes the normalized tensor from an interleaved RGB8 image of the input's size:
+/// `v * scale[c] + offset[c]` per value, a multiply then an add (Rust never fuses them), so
+/// the floats are the same on every target.
+///
+/// Written as plain zipped iterators over 3-byte pixels so that the compiler vectorizes it: on aarch64 one `ld3` de-interleaves eight pixels and the conversion,
+/// multiply and add run four lanes at a time. For a 224x224 input that is 0.19 M
+/// instructions under qemu `cortex-a72`, against 1.00 M for the 256-entry lookup table per
+/// channel this replaced (a scalar load per value). On x86_64's baseline SSE2 it is no
+/// slower: 52 to 57 us against 53 to 80 us for the table (best of 20 x 100, the two loops
+/// alternating, six runs on a busy 2-core AMD EPYC VM).
+fn normalize(rgb: &[u8], spec: &InputSpec, out: &mut [f32]) {
+    let Normalization { scale, offset } = spec.normalization;
+    let plane = spec.width * spec.height;
+    let pixels = rgb.chunks_exact(3).take(plane);
+    let level = |v: u8, c: usize| f32::from(v) * scale[c] + offset[c];
     match spec.layout {
         Layout::Nchw => {
-            let plane = spec.width * spec.height;
             let (reds, rest) = out.split_at_mut(plane);
             let (greens, blues) = rest.split_at_mut(plane);
             for (((px, red), green), blue) in pixels.zip(reds).zip(greens).zip(blues) {
-                *red = r[usize::from(px[0])];
-                *green = g[usize::from(px[1])];
-                *blue = b[usize::from(px[2])];
+                *red = level(px[0], 0);
+                *green = level(px[1], 1);
+                *blue = level(px[2], 2);
             }
         }
         Layout::Nhwc => {
-            for (px, dst) in pixels.zip(out.chunks_exact_mut(3)) {
-                dst[0] = r[usize::from(px[0])];
-                dst[1] = g[usize::from(px[1])];
-                dst[2] = b[usize::from(px[2])];
+            for (px, value) in pixels.zip(out.chunks_exact_mut(3)) {
+                value[0] = level(px[0], 0);
+                value[1] = level(px[1], 1);
+                value[2] = level(px[2], 2);
             }
         }
     }
@@ -179,7 +170,6 @@ fn normalize(rgb: &[u8], spec: &InputSpec, levels: &Levels, out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::manifest::Normalization;
 
     fn spec(layout: Layout, h: usize, w: usize, crop: f32) -> InputSpec {
         InputSpec {
@@ -237,6 +227,42 @@ mod tests {
         assert!((t[1] - norm(11.0)).abs() < 1e-6);
         assert!((t[3] - norm(20.0)).abs() < 1e-6);
         assert!((t[6] - norm(50.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn every_level_of_every_channel_normalizes_as_imagenet_prescribes() {
+        // A 16x16 image holding each of the 256 levels once per channel (red v, green
+        // 255 - v, blue 7v mod 256), crop fraction 1 so no resize touches it; every value
+        // must be (v / 255 - mean) / std, computed here in f64, in both layouts.
+        let (mean, std) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
+        let level = |i: usize| [i as u8, 255 - i as u8, (i * 7 % 256) as u8];
+        let pixels: Vec<u8> = (0..256).flat_map(level).collect();
+        let img = RgbImage::from_raw(16, 16, pixels).unwrap();
+        let want = |i: usize, c: usize| {
+            (f64::from(level(i)[c]) / 255.0 - f64::from(mean[c])) / f64::from(std[c])
+        };
+        for layout in [Layout::Nchw, Layout::Nhwc] {
+            let s = InputSpec {
+                normalization: Normalization::from_mean_std(mean, std).unwrap(),
+                ..spec(layout, 16, 16, 1.0)
+            };
+            let mut p = Preprocessor::new(s);
+            let t = p.run(&img).unwrap();
+            for i in 0..256 {
+                for c in 0..3 {
+                    let got = match layout {
+                        Layout::Nchw => t[c * 256 + i],
+                        Layout::Nhwc => t[i * 3 + c],
+                    };
+                    let err = (f64::from(got) - want(i, c)).abs();
+                    assert!(
+                        err < 1e-6,
+                        "{layout:?} level {i} channel {c}: {got} vs {}",
+                        want(i, c)
+                    );
+                }
+            }
+        }
     }
 
     #[test]
