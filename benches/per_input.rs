@@ -15,8 +15,8 @@
 //!   same run, so overhead / inference can be read off.
 //! - `per_input/overhead_shared_500x375_photos`, when `../shared/data` is beside the clone:
 //!   the same overhead over every 500x375 ImageNet photo there (real camera JPEGs, 99 of
-//!   the 104 4:4:4, 23 to 313 KB, where the bench's own is 4:2:0 and about 40 KB), all of them per
-//!   iteration, so criterion's time divided by their count is the mean per photo.
+//!   the 104 4:4:4, 23 to 313 KB, where the bench's own is 4:2:0 and about 40 KB), all of
+//!   them per iteration, so criterion's time divided by their count is the mean per photo.
 //!
 //! One thread, as in the README's figures. `cargo bench --bench per_input`
 
