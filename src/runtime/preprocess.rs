@@ -136,8 +136,9 @@ impl Preprocessor {
 /// `v * scale[c] + offset[c]` per value, a multiply then an add (Rust never fuses them), so
 /// the floats are the same on every target.
 ///
-/// Written as plain zipped iterators over 3-byte pixels so that the compiler vectorizes it: on aarch64 one `ld3` de-interleaves eight pixels and the conversion,
-/// multiply and add run four lanes at a time. For a 224x224 input that is 0.19 M
+/// Written as plain zipped iterators over 3-byte pixels so that the compiler vectorizes
+/// it: on aarch64 one `ld3` de-interleaves eight pixels and the conversion, multiply and
+/// add run four lanes at a time. For a 224x224 input that is 0.19 M
 /// instructions under qemu `cortex-a72`, against 1.00 M for the 256-entry lookup table per
 /// channel this replaced (a scalar load per value). On x86_64's baseline SSE2 it is no
 /// slower: 52 to 57 us against 53 to 80 us for the table (best of 20 x 100, the two loops
