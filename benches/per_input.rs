@@ -18,13 +18,19 @@
 //!   the 104 4:4:4, 23 to 313 KB, where the bench's own is 4:2:0 and about 40 KB), all of
 //!   them per iteration, so criterion's time divided by their count is the mean per photo.
 //!
+//! - `camera_frame/*`: one camera frame's overhead in a stream (conversion to RGB, reusing
+//!   the stream's buffers, then preprocessing for Lite0) at the sizes a webcam offers, MJPEG
+//!   and YUYV: what `stream --device` saves by asking for the smallest size the cascade
+//!   needs (640x360 for a camera set to 16:9) instead of the camera's 1920x1080.
+//!
 //! One thread, as in the README's figures. `cargo bench --bench per_input`
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
 use cascade::input::{
-    decode_bytes_into, decode_bytes_sized, decode_file, decode_file_sized, DecodeSize, RgbImage,
+    decode_bytes_into, decode_bytes_sized, decode_file, decode_file_sized, DecodeSize,
+    FrameConverter, FrameFormat, FrameSize, PixelFormat, RgbImage,
 };
 use cascade::runtime::{ExitRule, Preprocessor};
 use cascade::{
@@ -149,6 +155,48 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
+/// `image` as a YUYV frame (BT.601 studio range, each pair of pixels sharing the first
+/// one's chroma), as a webcam sends it.
+fn yuyv(image: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::with_capacity(image.len() / 3 * 2);
+    for pair in image.as_raw().chunks_exact(6) {
+        let [r, g, b] = [pair[0], pair[1], pair[2]].map(f32::from);
+        let luma = |p: &[u8]| {
+            16.0 + 0.257 * f32::from(p[0]) + 0.504 * f32::from(p[1]) + 0.098 * f32::from(p[2])
+        };
+        let u = 128.0 - 0.148 * r - 0.291 * g + 0.439 * b;
+        let v = 128.0 + 0.439 * r - 0.368 * g - 0.071 * b;
+        out.extend([luma(&pair[..3]), u, luma(&pair[3..]), v].map(|x| x.round() as u8));
+    }
+    out
+}
+
+fn camera_frame(c: &mut Criterion) {
+    Threads::ONE.apply();
+    let model = lite0();
+    let mut pre = Preprocessor::new(model.input().clone());
+    let mut group = c.benchmark_group("camera_frame");
+    group.sample_size(30);
+    for (w, h) in [(1920, 1080), (1280, 720), (640, 360)] {
+        let size = FrameSize::new(w, h).expect("a frame size");
+        let rgb = image::imageops::resize(&photo(), w, h, image::imageops::FilterType::Triangle);
+        for (pixel, bytes) in [
+            (PixelFormat::Mjpeg, jpeg(w, h)),
+            (PixelFormat::Yuyv, yuyv(&rgb)),
+        ] {
+            let format = FrameFormat::new(pixel, Some(size)).expect("a frame format");
+            let mut converter = FrameConverter::new(format).with_decode_size(lite0_size());
+            group.bench_function(format!("{pixel}_{w}x{h}"), |b| {
+                b.iter(|| {
+                    let image = converter.convert(black_box(&bytes)).expect("converts");
+                    pre.run(image).expect("preprocesses")[0]
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn per_input(c: &mut Criterion) {
     Threads::ONE.apply();
     let mut model = lite0();
@@ -220,5 +268,5 @@ fn per_input(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decision, decode, per_input);
+criterion_group!(benches, decision, decode, per_input, camera_frame);
 criterion_main!(benches);

@@ -68,7 +68,8 @@
 //!     ..SessionConfig::default()
 //! };
 //! let input = Input::Bytes { path: "-".into(), pixel: PixelFormat::Mjpeg, size: None };
-//! let mut session = Session::start(cascade, &config, input.open()?)?;
+//! let source = input.open(cascade.decode_size())?;
+//! let mut session = Session::start(cascade, &config, source)?;
 //! loop {
 //!     match session.next(std::time::Duration::from_millis(100))? {
 //!         Event::Answered { index, answer, .. } => println!("frame {index}: class {}", answer.decision.class),

@@ -39,6 +39,8 @@ pub struct StreamArgs {
     )]
     pub pix_fmt: Option<PixelFormat>,
     /// Frame size of the raw formats (and the size asked of a --device), e.g. 640x480.
+    /// A --device without it is asked for the smallest size it offers, at the aspect it
+    /// is set to, that gives every stage all the pixels it uses.
     #[arg(long, value_name = "WxH")]
     pub size: Option<FrameSize>,
     /// One JSON object per frame on stdout (classified, dropped or skipped).
@@ -93,12 +95,14 @@ pub fn run(args: StreamArgs) -> CliResult<ExitCode> {
             size: args.size,
         },
     };
-    let source = input.open()?;
     // A server's answer after the frame's deadline is of no use to it.
     let wait = args
         .deadline_ms
         .and_then(|ms| Duration::try_from_secs_f64(ms / 1e3).ok());
     let (cascade, profile) = args.stages.build_within(wait)?;
+    // After the cascade, which says how large its frames need to be: a camera is asked
+    // for no more than that.
+    let source = input.open(cascade.decode_size())?;
     let config = SessionConfig {
         profile,
         deadline_ms: args.deadline_ms,

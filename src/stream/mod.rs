@@ -19,6 +19,8 @@
 //!   statistics ([`Summary`]).
 
 #[cfg(any(test, all(feature = "v4l", target_os = "linux")))]
+mod camera_size;
+#[cfg(any(test, all(feature = "v4l", target_os = "linux")))]
 pub(crate) mod capture;
 mod classifier;
 mod controller;

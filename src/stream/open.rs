@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::error::Result;
-use crate::input::{FrameFormat, FrameSize, PixelFormat};
+use crate::input::{DecodeSize, FrameFormat, FrameSize, PixelFormat};
 use crate::stream::source::{self, FrameSource};
 
 /// Where a stream's frames come from.
@@ -18,7 +18,8 @@ pub enum Input {
         size: Option<FrameSize>,
     },
     /// A V4L2 camera (needs a build with the `v4l` feature), asked for `pixel` and `size`
-    /// where given.
+    /// where given; without a size, for the smallest it offers that the cascade's
+    /// [`DecodeSize`] allows (see [`Input::open`]).
     Camera {
         device: PathBuf,
         pixel: Option<PixelFormat>,
@@ -27,8 +28,12 @@ pub enum Input {
 }
 
 impl Input {
-    /// Opens the input; frames are read from it once a session starts.
-    pub fn open(&self) -> Result<Box<dyn FrameSource>> {
+    /// Opens the input; frames are read from it once a session starts. `decode` is how
+    /// large the cascade needs its frames (`Cascade::decode_size`): a camera with no size
+    /// given is asked for the smallest it offers, at the aspect it is set to, whose shorter
+    /// side is that large (its current size for [`DecodeSize::Full`]). Frames from bytes
+    /// come at the size they were made.
+    pub fn open(&self, decode: DecodeSize) -> Result<Box<dyn FrameSource>> {
         match self {
             Input::Bytes { path, pixel, size } => {
                 if *pixel == PixelFormat::Mjpeg && size.is_some() {
@@ -40,7 +45,7 @@ impl Input {
                 device,
                 pixel,
                 size,
-            } => open_camera(device, *pixel, *size),
+            } => open_camera(device, *pixel, *size, decode),
         }
     }
 }
@@ -50,8 +55,9 @@ fn open_camera(
     device: &std::path::Path,
     pixel: Option<PixelFormat>,
     size: Option<FrameSize>,
+    decode: DecodeSize,
 ) -> Result<Box<dyn FrameSource>> {
-    let camera = crate::stream::v4l::Camera::open(device, pixel, size)?;
+    let camera = crate::stream::v4l::Camera::open(device, pixel, size, decode.short_side())?;
     log::info!("{}: {}", device.display(), camera.format());
     Ok(Box::new(camera))
 }
@@ -61,6 +67,7 @@ fn open_camera(
     device: &std::path::Path,
     _: Option<PixelFormat>,
     _: Option<FrameSize>,
+    _: DecodeSize,
 ) -> Result<Box<dyn FrameSource>> {
     Err(crate::Error::InvalidArgument(format!(
         "--device {}: this build has no camera support (build on Linux with `--features v4l`), \

@@ -1,11 +1,14 @@
 //! V4L2 cameras (`--device /dev/videoN`), behind the `v4l` cargo feature.
 //!
 //! The camera is asked for YUYV or MJPEG (what USB webcams and the Pi's V4L2 drivers offer
-//! without a converter); the driver may settle on another size, which is then used. Frames
+//! without a converter), at the size the user named or else the smallest that gives the
+//! cascade every pixel it uses ([`crate::stream::camera_size`]); the driver may settle on
+//! another size, which is then used. Frames
 //! come from memory-mapped driver buffers and are copied once into the reader's buffer (row
 //! padding removed, by [`crate::stream::capture`]), so the queue and the converter treat
 //! them like frames from a pipe.
 
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use v4l::buffer::Type;
@@ -17,6 +20,7 @@ use v4l::{Device, FourCC};
 use crate::error::{Error, Result};
 use crate::input::Unit;
 use crate::input::{FrameFormat, FrameSize, PixelFormat};
+use crate::stream::camera_size::{self, Offered};
 use crate::stream::capture::{copy_frame, FilledBuffer};
 use crate::stream::FrameSource;
 
@@ -42,12 +46,15 @@ impl std::fmt::Debug for Camera {
 }
 
 impl Camera {
-    /// Opens `path` and asks for `pixel` (YUYV or MJPEG; MJPEG when not given) at `size`
-    /// (the driver's current size when not given).
+    /// Opens `path` and asks for `pixel` (YUYV or MJPEG; MJPEG when not given) at `size`;
+    /// without one, at the smallest size the camera offers (at the aspect it is set to)
+    /// whose shorter side is at least `need`, the cascade's decode size (the driver's
+    /// current size when `need` is unknown).
     pub fn open(
         path: &Path,
         pixel: Option<PixelFormat>,
         size: Option<FrameSize>,
+        need: Option<NonZeroU32>,
     ) -> Result<Camera> {
         let io = |e: std::io::Error| Error::Io {
             path: path.to_path_buf(),
@@ -84,6 +91,10 @@ impl Camera {
         }
         let mut want = device.format().map_err(io)?;
         want.fourcc = fourcc;
+        let size = match size {
+            Some(s) => Some(s),
+            None => chosen_size(path, &device, fourcc, &want, need),
+        };
         if let Some(s) = size {
             want.width = s.width;
             want.height = s.height;
@@ -120,6 +131,56 @@ impl Camera {
             stride: (got.stride as usize).max(2 * got.width as usize),
         })
     }
+}
+
+/// The size to ask for when the user named none (see [`camera_size`]), or `None` to leave
+/// the driver's current one: when it cannot be read as a size, or the driver lists no
+/// sizes for the format (then setting the format reports what it offers instead).
+fn chosen_size(
+    path: &Path,
+    device: &Device,
+    fourcc: FourCC,
+    current: &v4l::Format,
+    need: Option<NonZeroU32>,
+) -> Option<FrameSize> {
+    let current = FrameSize::new(current.width, current.height).ok()?;
+    let offered = match device.enum_framesizes(fourcc) {
+        Ok(sizes) => sizes,
+        Err(e) => {
+            log::debug!(
+                "{}: no frame sizes listed for {fourcc}: {e}",
+                path.display()
+            );
+            return None;
+        }
+    };
+    let offered: Vec<Offered> = offered
+        .into_iter()
+        .filter_map(|s| offered_size(s.size))
+        .collect();
+    let chosen = camera_size::choose(&offered, current, need);
+    if chosen != current {
+        log::info!(
+            "{}: asking for {chosen} instead of {current}, the smallest size at its aspect \
+             that gives the models every pixel they use (--size to choose another)",
+            path.display()
+        );
+    }
+    Some(chosen)
+}
+
+/// One of the driver's frame sizes, or `None` for one that is not a valid frame size.
+fn offered_size(size: v4l::framesize::FrameSizeEnum) -> Option<Offered> {
+    use v4l::framesize::FrameSizeEnum;
+    Some(match size {
+        FrameSizeEnum::Discrete(d) => Offered::Size(FrameSize::new(d.width, d.height).ok()?),
+        FrameSizeEnum::Stepwise(s) => Offered::Range {
+            min: FrameSize::new(s.min_width, s.min_height).ok()?,
+            max: FrameSize::new(s.max_width, s.max_height).ok()?,
+            step_width: s.step_width,
+            step_height: s.step_height,
+        },
+    })
 }
 
 impl FrameSource for Camera {
