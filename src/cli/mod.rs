@@ -321,13 +321,18 @@ pub fn threads(args: &mut Args) -> Threads {
         _ => None,
     };
     let Some(workers) = workers else {
-        return args
+        let threads = args
             .threads
             .unwrap_or_else(cascade::device::default_threads);
+        log::info!("tract on {threads} thread(s) (set with --threads)");
+        return threads;
     };
     let (chosen, threads) =
         cascade::runtime::workers::settle(*workers, args.threads, cascade::device::default_threads);
     *workers = Some(chosen);
+    log::info!(
+        "{chosen} worker(s), tract on {threads} thread(s) for each (set with --workers and --threads)"
+    );
     threads
 }
 

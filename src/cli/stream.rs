@@ -119,7 +119,6 @@ pub fn run(args: StreamArgs) -> CliResult<ExitCode> {
         workers: args.workers.unwrap_or(Workers::ONE),
         live_energy: args.meter,
     };
-    log::info!("{} worker(s), one frame each", config.workers);
     let mut session = Session::start(cascade, &config, source)?;
     let stop = interrupt_flag();
     let report = log::max_level() >= log::LevelFilter::Warn;

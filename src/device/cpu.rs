@@ -335,8 +335,10 @@ pub fn default_threads() -> Threads {
     let choice = choose_threads(&cores_in(root), Board::detect_in(root).as_ref(), available);
     match Threads::new(choice.threads) {
         Ok(threads) => {
+            // The default, which the command may spend as threads for one input or as
+            // that many workers; what it settles on is logged by the caller.
             log::info!(
-                "{} thread{}: {} (set with --threads)",
+                "{} core{} to use by default: {}",
                 choice.threads,
                 if choice.threads == 1 { "" } else { "s" },
                 choice.rule

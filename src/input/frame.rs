@@ -219,8 +219,9 @@ impl FrameConverter {
         }
     }
 
-    /// Decodes MJPEG frames no larger than `size` needs (a cascade's `decode_size`): a
-    /// 1080p frame for a 224-pixel model is decoded at 1/4 scale.
+    /// Decodes MJPEG frames no larger than `size` needs (a cascade's `decode_size`; see
+    /// [`DecodeSize`]: whole while that fits the memory budget, which is faster, else in
+    /// the DCT domain at 1/2, 1/4 or 1/8 scale).
     pub fn with_decode_size(mut self, size: DecodeSize) -> FrameConverter {
         self.size = size;
         self
