@@ -19,9 +19,10 @@
 //!   them per iteration, so criterion's time divided by their count is the mean per photo.
 //!
 //! - `camera_frame/*`: one camera frame's overhead in a stream (conversion to RGB, reusing
-//!   the stream's buffers, then preprocessing for Lite0) at the sizes a webcam offers, MJPEG
-//!   and YUYV: what `stream --device` saves by asking for the smallest size the cascade
-//!   needs (640x360 for a camera set to 16:9) instead of the camera's 1920x1080.
+//!   the stream's buffers, then preprocessing for Lite0) at the sizes a webcam offers, MJPEG,
+//!   YUYV and I420 (`rpicam-vid --codec yuv420`): what `stream --device` saves by asking for
+//!   the smallest size the cascade needs (640x360 for a camera set to 16:9) instead of the
+//!   camera's 1920x1080, and what the raw formats' conversion costs.
 //!
 //! One thread, as in the README's figures. `cargo bench --bench per_input`
 
@@ -171,6 +172,33 @@ fn yuyv(image: &RgbImage) -> Vec<u8> {
     out
 }
 
+/// `image` (even sides) as an I420 frame, as `rpicam-vid --codec yuv420` writes it: the Y
+/// plane, then U and V planes of a quarter of the pixels, each from a 2x2 block's top-left.
+fn i420(image: &RgbImage) -> Vec<u8> {
+    let (w, h) = image.dimensions();
+    let yuv = |x: u32, y: u32| {
+        let [r, g, b] = image.get_pixel(x, y).0.map(f32::from);
+        [
+            16.0 + 0.257 * r + 0.504 * g + 0.098 * b,
+            128.0 - 0.148 * r - 0.291 * g + 0.439 * b,
+            128.0 + 0.439 * r - 0.368 * g - 0.071 * b,
+        ]
+        .map(|x| x.round() as u8)
+    };
+    let mut planes = [Vec::new(), Vec::new(), Vec::new()];
+    for y in 0..h {
+        for x in 0..w {
+            let [l, u, v] = yuv(x, y);
+            planes[0].push(l);
+            if x % 2 == 0 && y % 2 == 0 {
+                planes[1].push(u);
+                planes[2].push(v);
+            }
+        }
+    }
+    planes.concat()
+}
+
 fn camera_frame(c: &mut Criterion) {
     Threads::ONE.apply();
     let model = lite0();
@@ -180,10 +208,12 @@ fn camera_frame(c: &mut Criterion) {
     for (w, h) in [(1920, 1080), (1280, 720), (640, 360)] {
         let size = FrameSize::new(w, h).expect("a frame size");
         let rgb = image::imageops::resize(&photo(), w, h, image::imageops::FilterType::Triangle);
-        for (pixel, bytes) in [
+        let frames = [
             (PixelFormat::Mjpeg, jpeg(w, h)),
             (PixelFormat::Yuyv, yuyv(&rgb)),
-        ] {
+            (PixelFormat::Yuv420, i420(&rgb)),
+        ];
+        for (pixel, bytes) in frames {
             let format = FrameFormat::new(pixel, Some(size)).expect("a frame format");
             let mut converter = FrameConverter::new(format).with_decode_size(lite0_size());
             group.bench_function(format!("{pixel}_{w}x{h}"), |b| {
