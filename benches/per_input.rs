@@ -156,44 +156,37 @@ fn decode(c: &mut Criterion) {
     group.finish();
 }
 
-/// `image` as a YUYV frame (BT.601 studio range, each pair of pixels sharing the first
-/// one's chroma), as a webcam sends it.
+/// One pixel as BT.601 studio-range Y, U and V, as a camera encodes it.
+fn yuv(rgb: [u8; 3]) -> [u8; 3] {
+    let [r, g, b] = rgb.map(f32::from);
+    [
+        16.0 + 0.257 * r + 0.504 * g + 0.098 * b,
+        128.0 - 0.148 * r - 0.291 * g + 0.439 * b,
+        128.0 + 0.439 * r - 0.368 * g - 0.071 * b,
+    ]
+    .map(|x| x.round() as u8)
+}
+
+/// `image` as a YUYV frame (each pair of pixels with the first one's chroma), as a webcam
+/// sends it.
 fn yuyv(image: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::with_capacity(image.len() / 3 * 2);
-    for pair in image.as_raw().chunks_exact(6) {
-        let [r, g, b] = [pair[0], pair[1], pair[2]].map(f32::from);
-        let luma = |p: &[u8]| {
-            16.0 + 0.257 * f32::from(p[0]) + 0.504 * f32::from(p[1]) + 0.098 * f32::from(p[2])
-        };
-        let u = 128.0 - 0.148 * r - 0.291 * g + 0.439 * b;
-        let v = 128.0 + 0.439 * r - 0.368 * g - 0.071 * b;
-        out.extend([luma(&pair[..3]), u, luma(&pair[3..]), v].map(|x| x.round() as u8));
-    }
-    out
+    let pixels: Vec<[u8; 3]> = image.pixels().map(|p| yuv(p.0)).collect();
+    pixels
+        .chunks_exact(2)
+        .flat_map(|pair| [pair[0][0], pair[0][1], pair[1][0], pair[0][2]])
+        .collect()
 }
 
 /// `image` (even sides) as an I420 frame, as `rpicam-vid --codec yuv420` writes it: the Y
 /// plane, then U and V planes of a quarter of the pixels, each from a 2x2 block's top-left.
 fn i420(image: &RgbImage) -> Vec<u8> {
-    let (w, h) = image.dimensions();
-    let yuv = |x: u32, y: u32| {
-        let [r, g, b] = image.get_pixel(x, y).0.map(f32::from);
-        [
-            16.0 + 0.257 * r + 0.504 * g + 0.098 * b,
-            128.0 - 0.148 * r - 0.291 * g + 0.439 * b,
-            128.0 + 0.439 * r - 0.368 * g - 0.071 * b,
-        ]
-        .map(|x| x.round() as u8)
-    };
     let mut planes = [Vec::new(), Vec::new(), Vec::new()];
-    for y in 0..h {
-        for x in 0..w {
-            let [l, u, v] = yuv(x, y);
-            planes[0].push(l);
-            if x % 2 == 0 && y % 2 == 0 {
-                planes[1].push(u);
-                planes[2].push(v);
-            }
+    for (x, y, p) in image.enumerate_pixels() {
+        let [l, u, v] = yuv(p.0);
+        planes[0].push(l);
+        if x % 2 == 0 && y % 2 == 0 {
+            planes[1].push(u);
+            planes[2].push(v);
         }
     }
     planes.concat()
