@@ -3,10 +3,9 @@
 //! The camera is asked for YUYV or MJPEG (what USB webcams and the Pi's V4L2 drivers offer
 //! without a converter), at the size the user named or else the smallest that gives the
 //! cascade every pixel it uses ([`crate::stream::camera_size`]); the driver may settle on
-//! another size, which is then used. Frames
-//! come from memory-mapped driver buffers and are copied once into the reader's buffer (row
-//! padding removed, by [`crate::stream::capture`]), so the queue and the converter treat
-//! them like frames from a pipe.
+//! another size, which is then used. Frames come from memory-mapped driver buffers and are
+//! copied once into the reader's buffer (row padding removed, by [`crate::stream::capture`]),
+//! so the queue and the converter treat them like frames from a pipe.
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -91,10 +90,7 @@ impl Camera {
         }
         let mut want = device.format().map_err(io)?;
         want.fourcc = fourcc;
-        let size = match size {
-            Some(s) => Some(s),
-            None => chosen_size(path, &device, fourcc, &want, need),
-        };
+        let size = size.or_else(|| chosen_size(path, &device, fourcc, &want, need));
         if let Some(s) = size {
             want.width = s.width;
             want.height = s.height;
