@@ -30,8 +30,8 @@ pub struct StreamArgs {
     #[arg(long, value_name = "/dev/videoN", conflicts_with = "input")]
     pub device: Option<PathBuf>,
     /// How frames are encoded: rgb24, yuv420 (I420), nv12, yuyv (raw, need --size) or
-    /// mjpeg (JPEG images back to back). With --device: yuyv or mjpeg (default: what the
-    /// camera offers, MJPEG first).
+    /// mjpeg (JPEG images back to back). With --device: yuyv or mjpeg (default: mjpeg; a
+    /// camera without it is refused with the format to ask for instead).
     #[arg(
         long = "pix-fmt",
         value_name = "FORMAT",
