@@ -156,9 +156,14 @@ fn chosen_size(
         .collect();
     let chosen = camera_size::choose(&offered, current, need);
     if chosen != current {
+        let why = match need {
+            Some(n) if chosen.width.min(chosen.height) < n.get() => {
+                "the largest size at its aspect, none giving the models every pixel they use"
+            }
+            _ => "the smallest size at its aspect that gives the models every pixel they use",
+        };
         log::info!(
-            "{}: asking for {chosen} instead of {current}, the smallest size at its aspect \
-             that gives the models every pixel they use (--size to choose another)",
+            "{}: asking for {chosen} instead of {current}, {why} (--size to choose another)",
             path.display()
         );
     }
