@@ -58,7 +58,12 @@ fn open_camera(
     decode: DecodeSize,
 ) -> Result<Box<dyn FrameSource>> {
     let camera = crate::stream::v4l::Camera::open(device, pixel, size, decode.short_side())?;
-    log::info!("{}: {}", device.display(), camera.format());
+    log::info!(
+        "{}: {} {}",
+        device.display(),
+        camera.format().pixel,
+        camera.size()
+    );
     Ok(Box::new(camera))
 }
 

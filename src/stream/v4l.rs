@@ -31,6 +31,8 @@ pub struct Camera {
     path: PathBuf,
     stream: MmapStream<'static>,
     format: FrameFormat,
+    /// The size the camera settled on (an MJPEG format carries none: its frames do).
+    size: FrameSize,
     /// Bytes per row in the driver's buffers (YUYV may be padded).
     stride: usize,
 }
@@ -124,8 +126,14 @@ impl Camera {
             path: path.to_path_buf(),
             stream,
             format,
+            size: frame_size,
             stride: (got.stride as usize).max(2 * got.width as usize),
         })
+    }
+
+    /// The frame size the camera settled on.
+    pub fn size(&self) -> FrameSize {
+        self.size
     }
 }
 
