@@ -124,7 +124,13 @@ pub fn decode_bytes_into(
             // The JPEG decoder fills a cut-off scan with grey instead of failing, which
             // would silently classify half a picture: refuse a JPEG whose scan never ends.
             jpeg::check_complete(bytes)?;
-            decode_jpeg_into(bytes, size, image)
+            match jpeg::missing_huffman_tables(bytes) {
+                Some(scan) => {
+                    let whole = jpeg::with_standard_huffman_tables(bytes, scan);
+                    decode_jpeg_into(&whole, size, image)
+                }
+                None => decode_jpeg_into(bytes, size, image),
+            }
         }
         format => {
             *image = decode_with_image_crate(bytes, format)?;
@@ -303,6 +309,22 @@ pub(crate) mod tests {
             .encode_image(&img)
             .unwrap();
         out
+    }
+
+    #[test]
+    fn a_jpeg_without_huffman_tables_decodes_with_the_standard_ones() {
+        let bytes = jpeg(48, 40);
+        let bare = crate::input::jpeg::tests::without_huffman_tables(&bytes);
+        let mut image = RgbImage::new(0, 0);
+        // What zune-jpeg alone makes of it, and why the tables are supplied.
+        let alone = decode_jpeg_into(&bare, DecodeSize::Full, &mut image).unwrap_err();
+        assert!(alone.contains("No DC table"), "{alone}");
+        let whole = decode_bytes(&bytes).unwrap();
+        assert_eq!(decode_bytes(&bare).unwrap(), whole);
+        // At reduced scale too (jpeg-decoder), for a frame larger than a stage needs.
+        let reduced = decode_bytes_sized(&bytes, side(12)).unwrap();
+        assert!(reduced.width() < 48);
+        assert_eq!(decode_bytes_sized(&bare, side(12)).unwrap(), reduced);
     }
 
     #[test]

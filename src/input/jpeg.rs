@@ -164,8 +164,113 @@ pub(crate) fn check_complete(bytes: &[u8]) -> Result<(), String> {
     }
 }
 
+/// Where a JPEG that defines no Huffman tables before its first scan needs them: the offset
+/// of its start-of-scan, when its frame is sequential and Huffman-coded (baseline or
+/// extended), else `None`. Motion-JPEG fixes its tables to the standard ones, so many
+/// webcams leave them out of every frame; libjpeg-turbo and FFmpeg supply them, zune-jpeg
+/// only when the frame carries an `AVI1` APP0 segment, which not every camera writes.
+/// Anything malformed is `None` too: the decoder reports it.
+pub(crate) fn missing_huffman_tables(bytes: &[u8]) -> Option<usize> {
+    let mut at = 2;
+    let mut sequential = false;
+    loop {
+        let marker = *bytes.get(at + 1)?;
+        if bytes[at] != 0xFF {
+            return None;
+        }
+        match marker {
+            0xFF => at += 1,
+            0xC4 => return None,
+            0xDA => return sequential.then_some(at),
+            0x01 | 0xD0..=0xD9 => return None,
+            _ => {
+                sequential |= matches!(marker, 0xC0 | 0xC1);
+                let len = bytes.get(at + 2..at + 4)?;
+                at += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+            }
+        }
+    }
+}
+
+/// `bytes` with the standard Huffman tables inserted before the start-of-scan at `scan`
+/// (from [`missing_huffman_tables`]), as FFmpeg's `mjpeg2jpeg` filter writes them.
+pub(crate) fn with_standard_huffman_tables(bytes: &[u8], scan: usize) -> Vec<u8> {
+    let (headers, rest) = bytes.split_at(scan.min(bytes.len()));
+    [headers, &STANDARD_HUFFMAN_TABLES, rest].concat()
+}
+
+/// The Huffman tables of ITU-T T.81 Annex K.3 (tables K.3 to K.6: DC and AC for luminance,
+/// destination 0, and chrominance, destination 1) as one DHT segment.
+const STANDARD_HUFFMAN_TABLES: [u8; 420] = dht_segment();
+
+const DC_LUMINANCE_COUNTS: [u8; 16] = [0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0];
+const DC_CHROMINANCE_COUNTS: [u8; 16] = [0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0];
+const DC_VALUES: [u8; 12] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+const AC_LUMINANCE_COUNTS: [u8; 16] = [0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 0x7D];
+#[rustfmt::skip]
+const AC_LUMINANCE_VALUES: [u8; 162] = [
+    0x01, 0x02, 0x03, 0x00, 0x04, 0x11, 0x05, 0x12, 0x21, 0x31, 0x41, 0x06, 0x13, 0x51, 0x61, 0x07,
+    0x22, 0x71, 0x14, 0x32, 0x81, 0x91, 0xA1, 0x08, 0x23, 0x42, 0xB1, 0xC1, 0x15, 0x52, 0xD1, 0xF0,
+    0x24, 0x33, 0x62, 0x72, 0x82, 0x09, 0x0A, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x25, 0x26, 0x27, 0x28,
+    0x29, 0x2A, 0x34, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48, 0x49,
+    0x4A, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5A, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69,
+    0x6A, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7A, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89,
+    0x8A, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7,
+    0xA8, 0xA9, 0xAA, 0xB2, 0xB3, 0xB4, 0xB5, 0xB6, 0xB7, 0xB8, 0xB9, 0xBA, 0xC2, 0xC3, 0xC4, 0xC5,
+    0xC6, 0xC7, 0xC8, 0xC9, 0xCA, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8, 0xD9, 0xDA, 0xE1, 0xE2,
+    0xE3, 0xE4, 0xE5, 0xE6, 0xE7, 0xE8, 0xE9, 0xEA, 0xF1, 0xF2, 0xF3, 0xF4, 0xF5, 0xF6, 0xF7, 0xF8,
+    0xF9, 0xFA,
+];
+const AC_CHROMINANCE_COUNTS: [u8; 16] = [0, 2, 1, 2, 4, 4, 3, 4, 7, 5, 4, 4, 0, 1, 2, 0x77];
+#[rustfmt::skip]
+const AC_CHROMINANCE_VALUES: [u8; 162] = [
+    0x00, 0x01, 0x02, 0x03, 0x11, 0x04, 0x05, 0x21, 0x31, 0x06, 0x12, 0x41, 0x51, 0x07, 0x61, 0x71,
+    0x13, 0x22, 0x32, 0x81, 0x08, 0x14, 0x42, 0x91, 0xA1, 0xB1, 0xC1, 0x09, 0x23, 0x33, 0x52, 0xF0,
+    0x15, 0x62, 0x72, 0xD1, 0x0A, 0x16, 0x24, 0x34, 0xE1, 0x25, 0xF1, 0x17, 0x18, 0x19, 0x1A, 0x26,
+    0x27, 0x28, 0x29, 0x2A, 0x35, 0x36, 0x37, 0x38, 0x39, 0x3A, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48,
+    0x49, 0x4A, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5A, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68,
+    0x69, 0x6A, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7A, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87,
+    0x88, 0x89, 0x8A, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0xA2, 0xA3, 0xA4, 0xA5,
+    0xA6, 0xA7, 0xA8, 0xA9, 0xAA, 0xB2, 0xB3, 0xB4, 0xB5, 0xB6, 0xB7, 0xB8, 0xB9, 0xBA, 0xC2, 0xC3,
+    0xC4, 0xC5, 0xC6, 0xC7, 0xC8, 0xC9, 0xCA, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8, 0xD9, 0xDA,
+    0xE2, 0xE3, 0xE4, 0xE5, 0xE6, 0xE7, 0xE8, 0xE9, 0xEA, 0xF2, 0xF3, 0xF4, 0xF5, 0xF6, 0xF7, 0xF8,
+    0xF9, 0xFA,
+];
+
+/// The DHT segment of the four tables: marker, length, then per table its class and
+/// destination (`0x00` DC 0, `0x10` AC 0, `0x01` DC 1, `0x11` AC 1), 16 code counts and
+/// the values.
+const fn dht_segment() -> [u8; 420] {
+    const fn put(out: &mut [u8; 420], mut at: usize, bytes: &[u8]) -> usize {
+        let mut i = 0;
+        while i < bytes.len() {
+            out[at] = bytes[i];
+            at += 1;
+            i += 1;
+        }
+        at
+    }
+    let mut out = [0u8; 420];
+    // 418: the length counts itself and the four tables, not the marker.
+    let mut at = put(&mut out, 0, &[0xFF, 0xC4, 0x01, 0xA2]);
+    at = put(&mut out, at, &[0x00]);
+    at = put(&mut out, at, &DC_LUMINANCE_COUNTS);
+    at = put(&mut out, at, &DC_VALUES);
+    at = put(&mut out, at, &[0x10]);
+    at = put(&mut out, at, &AC_LUMINANCE_COUNTS);
+    at = put(&mut out, at, &AC_LUMINANCE_VALUES);
+    at = put(&mut out, at, &[0x01]);
+    at = put(&mut out, at, &DC_CHROMINANCE_COUNTS);
+    at = put(&mut out, at, &DC_VALUES);
+    at = put(&mut out, at, &[0x11]);
+    at = put(&mut out, at, &AC_CHROMINANCE_COUNTS);
+    at = put(&mut out, at, &AC_CHROMINANCE_VALUES);
+    assert!(at == 420);
+    out
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::input::decode::tests::jpeg;
 
@@ -201,5 +306,76 @@ mod tests {
         let err = check_complete(&broken).unwrap_err();
         assert!(err.contains("invalid marker FF 02"), "{err}");
         assert!(check_complete(b"GIF89a").is_err());
+    }
+
+    /// `bytes` without its DHT segments, as a webcam that leaves the tables out sends it.
+    pub(crate) fn without_huffman_tables(bytes: &[u8]) -> Vec<u8> {
+        let mut out = bytes[..2].to_vec();
+        let mut at = 2;
+        while bytes[at + 1] != 0xDA {
+            let len = usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
+            if bytes[at + 1] != 0xC4 {
+                out.extend_from_slice(&bytes[at..at + 2 + len]);
+            }
+            at += 2 + len;
+        }
+        out.extend_from_slice(&bytes[at..]);
+        out
+    }
+
+    /// Each Huffman table of the DHT segments of `bytes`, by class and destination: its 16
+    /// code counts and its values.
+    fn huffman_tables(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut tables = Vec::new();
+        let mut at = 2;
+        while bytes[at + 1] != 0xDA {
+            let len = usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
+            if bytes[at + 1] == 0xC4 {
+                let mut t = at + 4;
+                while t < at + 2 + len {
+                    let n: usize = bytes[t + 1..t + 17].iter().map(|&c| usize::from(c)).sum();
+                    tables.push((bytes[t], bytes[t + 1..t + 17 + n].to_vec()));
+                    t += 17 + n;
+                }
+                assert_eq!(t, at + 2 + len, "a DHT segment's tables fill it exactly");
+            }
+            at += 2 + len;
+        }
+        tables.sort();
+        tables
+    }
+
+    #[test]
+    fn the_standard_tables_are_those_an_encoder_writes() {
+        // The image crate's encoder writes the Annex K tables (not optimized ones).
+        let encoded = huffman_tables(&jpeg(16, 16));
+        assert_eq!(encoded.len(), 4);
+        let mut ours = STANDARD_HUFFMAN_TABLES.to_vec();
+        ours.extend_from_slice(&[0xFF, 0xDA]);
+        assert_eq!(
+            huffman_tables(&[&[0xFF, 0xD8][..], &ours].concat()),
+            encoded
+        );
+    }
+
+    #[test]
+    fn only_a_sequential_jpeg_without_tables_needs_them() {
+        let bytes = jpeg(16, 16);
+        assert_eq!(missing_huffman_tables(&bytes), None);
+        let bare = without_huffman_tables(&bytes);
+        assert!(bare.len() < bytes.len());
+        let scan = missing_huffman_tables(&bare).expect("tables missing");
+        assert_eq!(bare[scan..scan + 2], [0xFF, 0xDA]);
+        let patched = with_standard_huffman_tables(&bare, scan);
+        assert_eq!(missing_huffman_tables(&patched), None);
+        assert_eq!(patched.len(), bare.len() + 420);
+        // A progressive frame header (SOF2), cut headers and garbage are left to the decoder.
+        let sof = bare.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        let mut progressive = bare.clone();
+        progressive[sof + 1] = 0xC2;
+        assert_eq!(missing_huffman_tables(&progressive), None);
+        assert_eq!(missing_huffman_tables(&bare[..scan]), None);
+        assert_eq!(missing_huffman_tables(&bare[..sof + 3]), None);
+        assert_eq!(missing_huffman_tables(b"\xFF\xD8garbage"), None);
     }
 }
