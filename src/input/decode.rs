@@ -123,8 +123,8 @@ pub fn decode_bytes_into(
         image::ImageFormat::Jpeg => {
             // The JPEG decoder fills a cut-off scan with grey instead of failing, which
             // would silently classify half a picture: refuse a JPEG whose scan never ends.
-            jpeg::check_complete(bytes)?;
-            match jpeg::missing_huffman_tables(bytes) {
+            // The same walk over its markers says whether it needs the standard tables.
+            match jpeg::check_complete(bytes)?.missing_tables {
                 Some(scan) => {
                     let whole = jpeg::with_standard_huffman_tables(bytes, scan);
                     decode_jpeg_into(&whole, size, image)

@@ -24,6 +24,23 @@ pub(crate) struct Walk {
     at: usize,
     /// Start of the segment being walked: where to resynchronise from if it is broken.
     segment: usize,
+    /// What the headers before the first scan say about Huffman tables.
+    tables: Tables,
+}
+
+/// Whether a JPEG defines its Huffman tables before its first scan. Motion-JPEG fixes them
+/// to the standard ones, so many webcams leave them out of every frame; libjpeg-turbo and
+/// FFmpeg then supply the standard ones, zune-jpeg only when the frame carries an `AVI1`
+/// APP0 segment, which not every camera writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Tables {
+    /// A DHT segment came before the first scan.
+    defined: bool,
+    /// The frame is sequential and Huffman-coded (baseline or extended: SOF0, SOF1), the
+    /// kind the standard tables serve.
+    sequential: bool,
+    /// Offset of the first start-of-scan marker, once walked past.
+    first_scan: Option<usize>,
 }
 
 /// What a walk found.
@@ -44,7 +61,16 @@ impl Walk {
             entropy: false,
             at: 2,
             segment: 0,
+            tables: Tables::default(),
         }
+    }
+
+    /// Where the standard Huffman tables must be inserted (the first start-of-scan) when the
+    /// image is sequential and defined none before it; `None` otherwise or before the walk
+    /// reached its first scan.
+    pub(crate) fn missing_tables(&self) -> Option<usize> {
+        let t = self.tables;
+        t.first_scan.filter(|_| t.sequential && !t.defined)
     }
 
     /// Where to resynchronise after the image turned out truncated.
@@ -128,6 +154,14 @@ impl Walk {
                     if len < 2 {
                         return self.corrupt(format!("segment of length {len} at byte {at}"));
                     }
+                    if self.tables.first_scan.is_none() {
+                        match marker {
+                            0xC4 => self.tables.defined = true,
+                            0xC0 | 0xC1 => self.tables.sequential = true,
+                            0xDA => self.tables.first_scan = Some(at),
+                            _ => {}
+                        }
+                    }
                     self.segment = at;
                     self.at = at + 2 + len;
                     self.entropy = marker == 0xDA;
@@ -150,50 +184,33 @@ pub(crate) fn starts_header(marker: u8) -> bool {
     matches!(marker, 0xC0..=0xCF | 0xDB | 0xDD | 0xE0..=0xEF | 0xFE)
 }
 
+/// What the walk of a whole JPEG image found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Complete {
+    /// Where the standard Huffman tables must be inserted before decoding (see
+    /// [`with_standard_huffman_tables`]), when the image needs them.
+    pub missing_tables: Option<usize>,
+}
+
 /// Checks that `bytes` begin with one whole JPEG image, from its start-of-image marker to
 /// its end-of-image marker; trailing bytes (some cameras append data) are allowed. The
 /// error says what is wrong, for the decoder to report.
-pub(crate) fn check_complete(bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn check_complete(bytes: &[u8]) -> Result<Complete, String> {
     if !bytes.starts_with(&[0xFF, 0xD8]) {
         return Err("not a JPEG start-of-image".into());
     }
-    match Walk::new().advance(bytes) {
-        Step::End(_) => Ok(()),
+    let mut walk = Walk::new();
+    match walk.advance(bytes) {
+        Step::End(_) => Ok(Complete {
+            missing_tables: walk.missing_tables(),
+        }),
         Step::More => Err("truncated JPEG (no end-of-image marker after the scan)".into()),
         Step::Corrupt { reason, .. } => Err(format!("corrupt JPEG: {reason}")),
     }
 }
 
-/// Where a JPEG that defines no Huffman tables before its first scan needs them: the offset
-/// of its start-of-scan, when its frame is sequential and Huffman-coded (baseline or
-/// extended), else `None`. Motion-JPEG fixes its tables to the standard ones, so many
-/// webcams leave them out of every frame; libjpeg-turbo and FFmpeg supply them, zune-jpeg
-/// only when the frame carries an `AVI1` APP0 segment, which not every camera writes.
-/// Anything malformed is `None` too: the decoder reports it.
-pub(crate) fn missing_huffman_tables(bytes: &[u8]) -> Option<usize> {
-    let mut at = 2;
-    let mut sequential = false;
-    loop {
-        let marker = *bytes.get(at + 1)?;
-        if bytes[at] != 0xFF {
-            return None;
-        }
-        match marker {
-            0xFF => at += 1,
-            0xC4 => return None,
-            0xDA => return sequential.then_some(at),
-            0x01 | 0xD0..=0xD9 => return None,
-            _ => {
-                sequential |= matches!(marker, 0xC0 | 0xC1);
-                let len = bytes.get(at + 2..at + 4)?;
-                at += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
-            }
-        }
-    }
-}
-
 /// `bytes` with the standard Huffman tables inserted before the start-of-scan at `scan`
-/// (from [`missing_huffman_tables`]), as FFmpeg's `mjpeg2jpeg` filter writes them.
+/// (from [`Complete::missing_tables`]), as FFmpeg's `mjpeg2jpeg` filter writes them.
 pub(crate) fn with_standard_huffman_tables(bytes: &[u8], scan: usize) -> Vec<u8> {
     let (headers, rest) = bytes.split_at(scan.min(bytes.len()));
     [headers, &STANDARD_HUFFMAN_TABLES, rest].concat()
@@ -277,7 +294,7 @@ pub(crate) mod tests {
     #[test]
     fn a_whole_image_ends_at_its_end_marker_in_any_number_of_steps() {
         let bytes = jpeg(16, 8);
-        assert_eq!(check_complete(&bytes), Ok(()));
+        assert!(check_complete(&bytes).is_ok());
         assert_eq!(Walk::new().advance(&bytes), Step::End(bytes.len()));
         let mut walk = Walk::new();
         let mut end = None;
@@ -358,24 +375,38 @@ pub(crate) mod tests {
         );
     }
 
+    /// Where the walk of `bytes` says the standard tables go; panics unless it is whole.
+    fn missing_tables(bytes: &[u8]) -> Option<usize> {
+        check_complete(bytes).unwrap().missing_tables
+    }
+
     #[test]
     fn only_a_sequential_jpeg_without_tables_needs_them() {
         let bytes = jpeg(16, 16);
-        assert_eq!(missing_huffman_tables(&bytes), None);
+        assert_eq!(missing_tables(&bytes), None);
         let bare = without_huffman_tables(&bytes);
         assert!(bare.len() < bytes.len());
-        let scan = missing_huffman_tables(&bare).expect("tables missing");
+        let scan = missing_tables(&bare).expect("tables missing");
         assert_eq!(bare[scan..scan + 2], [0xFF, 0xDA]);
         let patched = with_standard_huffman_tables(&bare, scan);
-        assert_eq!(missing_huffman_tables(&patched), None);
+        assert_eq!(missing_tables(&patched), None);
         assert_eq!(patched.len(), bare.len() + 420);
-        // A progressive frame header (SOF2), cut headers and garbage are left to the decoder.
+        // A progressive frame (SOF2) is left to the decoder; so is an image cut before its
+        // scan (not whole: an error, whatever its tables).
         let sof = bare.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
         let mut progressive = bare.clone();
         progressive[sof + 1] = 0xC2;
-        assert_eq!(missing_huffman_tables(&progressive), None);
-        assert_eq!(missing_huffman_tables(&bare[..scan]), None);
-        assert_eq!(missing_huffman_tables(&bare[..sof + 3]), None);
-        assert_eq!(missing_huffman_tables(b"\xFF\xD8garbage"), None);
+        assert_eq!(missing_tables(&progressive), None);
+        assert!(check_complete(&bare[..scan]).is_err());
+        // Tables after the first scan (a later scan's) do not serve the first one.
+        let mut walk = Walk::new();
+        let tables_later = [
+            &bare[..bare.len() - 2],
+            &STANDARD_HUFFMAN_TABLES,
+            &[0xFF, 0xD9],
+        ]
+        .concat();
+        assert!(matches!(walk.advance(&tables_later), Step::End(_)));
+        assert_eq!(walk.missing_tables(), Some(scan));
     }
 }
